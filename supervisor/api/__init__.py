@@ -1,0 +1,1 @@
+"""HTTP: thin aiohttp handlers (validate, one service call, render); the only users of aiohttp.web."""

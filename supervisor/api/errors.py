@@ -1,0 +1,33 @@
+"""The one place where errors become HTTP responses, in the shape of the route (Ollama here)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from ..errors import LlamasupError
+from ..protocol.ollama import dumps
+
+log = structlog.get_logger("supervisor.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def ollama_error(message: str, status: int) -> web.Response:
+    """``{"error": message}`` as Ollama writes it (no trailing newline)."""
+    return web.Response(status=status, body=dumps({"error": message}), content_type="application/json", charset="utf-8")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except LlamasupError as e:
+        if e.status >= 500:
+            log.error("request failed", path=request.path, status=e.status, error=e.message)
+        return ollama_error(e.message, e.status)
+    except web.HTTPMethodNotAllowed:
+        return web.Response(status=405, text="405 method not allowed")
+    except web.HTTPNotFound:
+        return web.Response(status=404, text="404 page not found")

@@ -1,0 +1,15 @@
+"""Typed application keys: the services a handler may reach."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..pool.pool import RunnerPool
+from ..service.catalog import CatalogService
+from ..service.inference import InferenceService
+from ..settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", RunnerPool)
+INFERENCE = web.AppKey("inference", InferenceService)
+CATALOG = web.AppKey("catalog", CatalogService)

@@ -1,0 +1,42 @@
+"""Writing a use case's chunks as Ollama NDJSON (streamed) or as one JSON object."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import LlamasupError
+from ..protocol.ollama import dumps
+
+Chunk = dict[str, Any]
+
+
+async def respond(
+    request: web.Request,
+    chunks: AsyncIterator[Chunk],
+    *,
+    stream: bool,
+    collect: Callable[[list[Chunk]], Chunk],
+) -> web.StreamResponse:
+    """Errors before the first chunk propagate (real status); later ones become an ``error`` line."""
+    try:
+        first = await anext(chunks)
+        if not stream:
+            collected = [first]
+            async for chunk in chunks:
+                collected.append(chunk)
+            return web.Response(body=dumps(collect(collected)), content_type="application/json", charset="utf-8")
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        try:
+            await response.write(dumps(first) + b"\n")
+            async for chunk in chunks:
+                await response.write(dumps(chunk) + b"\n")
+        except LlamasupError as e:
+            await response.write(dumps({"error": e.message}) + b"\n")
+        await response.write_eof()
+        return response
+    finally:
+        await chunks.aclose()  # on disconnect or cancellation this closes the runner stream too

@@ -1,0 +1,107 @@
+"""The ``llamasup`` command. ``serve`` runs the server; the client commands arrive with a later issue.
+
+Shutdown (uvicorn's model): the first SIGINT/SIGTERM only sets a flag; the server then stops accepting,
+lets in-flight requests finish within ``--shutdown-timeout``, and the pool stops every runner. A second
+signal forces an immediate exit; the runners then die with the supervisor (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+from aiohttp import web
+
+from . import __version__
+from .app import create_app
+from .errors import ConfigError, LlamasupError
+from .log import configure_logging
+from .settings import Settings, load_settings
+
+log = structlog.get_logger("supervisor.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llamasup", description="An Ollama-compatible server that supervises llama.cpp")
+    p.add_argument("--version", action="version", version=f"llamasup {__version__}")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="run the server (the default command)")
+    s.add_argument("--host", dest="listen", help="listen address, as OLLAMA_HOST (default 127.0.0.1:11434)")
+    s.add_argument("--models", dest="models_dir", help="model store, as OLLAMA_MODELS (default ~/.ollama/models)")
+    s.add_argument("--config", dest="config_file", help="YAML config file (also LLAMASUP_CONFIG)")
+    s.add_argument("--llama-server", dest="llama_server", help="llama-server binary (also LLAMASUP_LLAMA_SERVER)")
+    s.add_argument("--keep-alive", dest="keep_alive", help="default keep-alive, as OLLAMA_KEEP_ALIVE (e.g. 5m)")
+    s.add_argument("--log-format", dest="log_format", choices=["auto", "console", "json"])
+    s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--shutdown-timeout", type=float, default=10.0, help="seconds for in-flight requests at shutdown")
+    return p
+
+
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    from pathlib import Path
+
+    from .settings import parse_keep_alive_env
+
+    flags: dict[str, object] = {
+        "listen": args.listen,
+        "models_dir": Path(args.models_dir).expanduser() if args.models_dir else None,
+        "config_file": args.config_file,
+        "llama_server": Path(args.llama_server).expanduser() if args.llama_server else None,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+    if args.keep_alive is not None:
+        flags["keep_alive"] = parse_keep_alive_env(args.keep_alive)
+    return flags
+
+
+async def serve(settings: Settings, shutdown_timeout: float) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=shutdown_timeout, access_log=None)
+    await runner.setup()  # runs start-up: strays, binary lookup, pool
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal, exiting now", signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("shutting down", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        log.info("listening", url=settings.listen_url, models=str(settings.models_dir))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        log.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        args = _parser().parse_args(["serve", *(argv or sys.argv[1:])])
+    try:
+        settings = load_settings(flags=_flags(args))
+    except ConfigError as e:
+        print(f"llamasup: {e}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level, settings.debug)
+    try:
+        asyncio.run(serve(settings, args.shutdown_timeout))
+    except LlamasupError as e:
+        log.error("cannot start", error=e.message)
+        return 1
+    except OSError as e:
+        log.error("cannot listen", url=settings.listen_url, error=str(e))
+        return 1
+    return 0

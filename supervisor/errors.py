@@ -1,0 +1,128 @@
+"""The one error tree of llamasup.
+
+Every failure a client can see is a ``LlamasupError``. Each carries the HTTP status Ollama uses and a
+message that is already the exact text Ollama sends (``error`` field), so the HTTP layer
+(``api/errors.py``) is the single place that turns them into a response, in the shape of the route
+(Ollama, OpenAI or Anthropic).
+
+::
+
+    LlamasupError (500)
+    ├── BadRequest (400)
+    │   ├── MissingBody            "missing request body"
+    │   ├── InvalidJSON            Go encoding/json style messages
+    │   ├── InvalidModelName       "invalid model name" (routes may pass their own wording)
+    │   └── InvalidOption          option type errors (status 500, as Ollama)
+    ├── NotFound (404)
+    │   └── ModelNotFound          "model '<name>' not found"
+    ├── ServerBusy (503)           queue full
+    ├── RequestCanceled (499)      client went away while waiting
+    ├── StoreError (500)           corrupt manifest or missing blob
+    ├── RunnerError (500)          anything about a llama-server process
+    │   ├── RunnerBinaryNotFound   no llama-server; names build_runner.sh
+    │   ├── RunnerStartError       exited or stalled while loading (exit status + stderr tail)
+    │   ├── RunnerCrashed          died while serving a request
+    │   └── RunnerHTTPError        llama-server answered with an error status (status passed through)
+    └── ConfigError (not HTTP)     bad settings at start-up
+"""
+
+from __future__ import annotations
+
+
+class LlamasupError(Exception):
+    """Base of every error llamasup reports; ``status`` is the HTTP status Ollama uses."""
+
+    status: int = 500
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadRequest(LlamasupError):
+    status = 400
+
+
+class MissingBody(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("missing request body")
+
+
+class InvalidJSON(BadRequest):
+    """The body is not JSON, or a field has the wrong JSON type."""
+
+
+class InvalidModelName(BadRequest):
+    def __init__(self, message: str = "invalid model name") -> None:
+        super().__init__(message)
+
+
+class InvalidOption(BadRequest):
+    """An ``options`` value of the wrong type; Ollama answers these with 500."""
+
+    status = 500
+
+
+class NotFound(LlamasupError):
+    status = 404
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, name: str, *, template: str = "model '{name}' not found") -> None:
+        super().__init__(template.format(name=name))
+        self.name = name
+
+
+class ServerBusy(LlamasupError):
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("server busy, please try again.  maximum pending requests exceeded")
+
+
+class RequestCanceled(LlamasupError):
+    status = 499
+
+    def __init__(self) -> None:
+        super().__init__("request canceled")
+
+
+class StoreError(LlamasupError):
+    """The model store holds something unreadable (corrupt manifest, missing blob)."""
+
+
+class RunnerError(LlamasupError):
+    """A llama-server process failed."""
+
+
+class RunnerBinaryNotFound(RunnerError):
+    pass
+
+
+class RunnerStartError(RunnerError):
+    """llama-server exited or stalled before it became ready."""
+
+
+class RunnerCrashed(RunnerError):
+    """llama-server stopped while serving a request."""
+
+    PREFIX = (
+        "model runner has unexpectedly stopped, this may be due to resource limitations "
+        "or an internal error, check ollama server logs for details"
+    )
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(f"{self.PREFIX}: {detail}" if detail else self.PREFIX)
+
+
+class RunnerHTTPError(RunnerError):
+    """llama-server answered with an error; its status and text pass through to the client."""
+
+
+class ConfigError(Exception):
+    """Invalid configuration at start-up (not an HTTP error)."""

@@ -1,0 +1,1 @@
+"""Scheduling: the RunnerPool owns every runner; placement decides launch parameters (pure)."""

@@ -1,0 +1,1 @@
+"""Wire formats (Ollama, llama-server): pure translation, no I/O."""

@@ -1,0 +1,388 @@
+"""Ollama's wire format: request decoding with Go's error texts, options, timestamps, JSON (pure).
+
+Ollama is written in Go, and clients show its error strings verbatim, so decoding reproduces
+``encoding/json``'s messages for the cases clients hit (empty body, malformed JSON, a field of the wrong
+type) and options are checked with Ollama's own wording (reference/ollama-api.md §2.0, §4, §5).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from ..durations import DurationError, parse_go_duration
+from ..errors import BadRequest, InvalidJSON, InvalidOption, MissingBody
+from ..pool.placement import RunnerOptions
+
+# -- JSON in ---------------------------------------------------------------------------------------
+
+_GO_EXPECT = {
+    "Expecting value": "looking for beginning of value",
+    "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
+    "Expecting ':' delimiter": "after object key",
+    "Expecting ',' delimiter": "after object key:value pair",
+    "Extra data": "after top-level value",
+}
+
+
+def _go_json_error(text: str) -> str:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.pos >= len(text.rstrip()):
+            return "unexpected EOF"
+        ch = text[e.pos]
+        context = _GO_EXPECT.get(e.msg, "looking for beginning of value")
+        if e.msg == "Expecting ',' delimiter" and text.lstrip().startswith("["):
+            context = "after array element"
+        return f"invalid character {ch!r} {context}"
+    return "invalid JSON"
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """The request object, or the error Ollama gives for an empty or malformed body."""
+    if not raw.strip():
+        raise MissingBody()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidJSON(_go_json_error(raw.decode("utf-8", "replace"))) from None
+    if not isinstance(data, dict):
+        raise InvalidJSON(f"json: cannot unmarshal {_json_kind(data)} into Go value of type api.Request")
+    return data
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+# Go types of the request fields that clients get wrong; checked before use.
+_FIELD_TYPES: dict[str, str] = {
+    "model": "string",
+    "name": "string",
+    "prompt": "string",
+    "suffix": "string",
+    "system": "string",
+    "template": "string",
+    "context": "[]int",
+    "stream": "bool",
+    "raw": "bool",
+    "images": "[]string",
+    "options": "map[string]interface {}",
+    "messages": "[]api.Message",
+    "tools": "[]api.Tool",
+    "truncate": "bool",
+    "shift": "bool",
+    "logprobs": "bool",
+    "top_logprobs": "int",
+}
+
+
+def _type_ok(gotype: str, value: Any) -> bool:
+    if gotype == "string":
+        return isinstance(value, str)
+    if gotype == "bool":
+        return isinstance(value, bool)
+    if gotype == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if gotype.startswith("map["):
+        return isinstance(value, dict)
+    return isinstance(value, list)
+
+
+def check_types(struct: str, data: dict[str, Any]) -> None:
+    """Raise Go's ``cannot unmarshal`` error for the first field of the wrong JSON type."""
+    for key, gotype in _FIELD_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not _type_ok(gotype, value):
+            shown = f"number {value}" if _json_kind(value) == "number" else _json_kind(value)
+            raise InvalidJSON(f"json: cannot unmarshal {shown} into Go struct field {struct}.{key} of type {gotype}")
+        if gotype == "[]int" and any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            bad = next(v for v in value if isinstance(v, bool) or not isinstance(v, int))
+            raise InvalidJSON(f"json: cannot unmarshal {_json_kind(bad)} into Go struct field {struct}.{key} of type int")
+
+
+# -- keep_alive ------------------------------------------------------------------------------------
+
+
+def parse_keep_alive(value: Any, unset: object) -> float | None | object:
+    """Seconds (None = forever) from a request's ``keep_alive``; ``unset`` when absent (§5)."""
+    if value is None:
+        return unset
+    if isinstance(value, bool):
+        raise BadRequest("Unsupported type: 'bool'")
+    if isinstance(value, (int, float)):
+        return None if value < 0 else float(value)
+    if isinstance(value, str):
+        try:
+            seconds = parse_go_duration(value)
+        except DurationError as e:
+            raise BadRequest(str(e)) from None
+        return None if seconds < 0 else seconds
+    kind = "map[string]interface {}" if isinstance(value, dict) else "[]interface {}"
+    raise BadRequest(f"Unsupported type: '{kind}'")
+
+
+# -- options ---------------------------------------------------------------------------------------
+
+_INT_OPTIONS = {"num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch", "num_gpu",
+                "main_gpu", "num_thread", "draft_num_predict"}  # fmt: skip
+_FLOAT_OPTIONS = {"top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
+                  "frequency_penalty"}  # fmt: skip
+_BOOL_OPTIONS = {"use_mmap"}
+# Ollama's defaults (api.DefaultOptions at HEAD); sent explicitly so behaviour matches Ollama's.
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "num_keep": 4,
+    "seed": -1,
+    "num_predict": -1,
+    "top_k": 40,
+    "top_p": 0.9,
+    "min_p": 0.0,
+    "typical_p": 1.0,
+    "repeat_last_n": 64,
+    "temperature": 0.8,
+    "repeat_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
+# Ollama option -> llama-server /completion field.
+_SAMPLING_FIELDS = {
+    "num_keep": "n_keep",
+    "seed": "seed",
+    "num_predict": "n_predict",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "typical_p": "typical_p",
+    "repeat_last_n": "repeat_last_n",
+    "temperature": "temperature",
+    "repeat_penalty": "repeat_penalty",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "stop": "stop",
+}
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Known options with Ollama's types; unknown keys and nulls are dropped, wrong types rejected."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in _INT_OPTIONS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidOption(f'option "{key}" must be of type integer')
+            out[key] = int(value)
+        elif key in _FLOAT_OPTIONS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidOption(f'option "{key}" must be of type float32')
+            out[key] = float(value)
+        elif key in _BOOL_OPTIONS:
+            if not isinstance(value, bool):
+                raise InvalidOption(f'option "{key}" must be of type boolean')
+            out[key] = value
+        elif key == "stop":
+            if not isinstance(value, list):
+                raise InvalidOption('option "stop" must be of type array')
+            if not all(isinstance(s, str) for s in value):
+                raise InvalidOption('option "stop" must be of an array of strings')
+            out[key] = list(value)
+    return out
+
+
+@dataclass(frozen=True)
+class ResolvedOptions:
+    sampling: dict[str, Any]  # llama-server request fields
+    runner: RunnerOptions  # launch-time options
+
+
+def resolve_options(model_params: dict[str, Any], request_options: dict[str, Any]) -> ResolvedOptions:
+    """Defaults < the model's params layer < the request (a request ``stop`` replaces the model's)."""
+    merged = dict(DEFAULT_OPTIONS)
+    merged.update(check_options(model_params))
+    merged.update(check_options(request_options))
+    sampling = {field: merged[key] for key, field in _SAMPLING_FIELDS.items() if key in merged}
+    runner = RunnerOptions(
+        num_ctx=merged.get("num_ctx"),
+        num_batch=merged.get("num_batch"),
+        num_gpu=merged.get("num_gpu"),
+        num_thread=merged.get("num_thread"),
+    )
+    return ResolvedOptions(sampling=sampling, runner=runner)
+
+
+def bound_num_predict(n_predict: int, num_ctx: int) -> int:
+    """Ollama caps an unbounded (negative) or oversized ``num_predict`` at 10 x num_ctx."""
+    limit = 10 * num_ctx
+    return limit if n_predict < 0 or n_predict > limit else n_predict
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+
+@dataclass
+class GenerateRequest:
+    model: str
+    prompt: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    stream: bool = True
+    raw: bool = False
+    format: Any = None
+    keep_alive: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+    images: list[str] | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GenerateRequest:
+        check_types("GenerateRequest", data)
+        top = data.get("top_logprobs")
+        if top is not None and not 0 <= top <= 20:
+            raise BadRequest("top_logprobs must be between 0 and 20")
+        stream = data.get("stream")
+        return cls(
+            model=data.get("model") or "",
+            prompt=data.get("prompt") or "",
+            system=data.get("system"),
+            template=data.get("template") or None,
+            context=data.get("context"),
+            stream=True if stream is None else stream,
+            raw=bool(data.get("raw")),
+            format=data.get("format"),
+            keep_alive=data.get("keep_alive"),
+            options=data.get("options") or {},
+            images=data.get("images"),
+        )
+
+
+@dataclass
+class ChatMessage:
+    role: str
+    content: str = ""
+    thinking: str | None = None
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[ChatMessage] = field(default_factory=list)
+    stream: bool = True
+    format: Any = None
+    keep_alive: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChatRequest:
+        check_types("ChatRequest", data)
+        top = data.get("top_logprobs")
+        if top is not None and not 0 <= top <= 20:
+            raise BadRequest("top_logprobs must be between 0 and 20")
+        messages = []
+        for m in data.get("messages") or []:
+            if not isinstance(m, dict):
+                raise InvalidJSON(
+                    f"json: cannot unmarshal {_json_kind(m)} into Go struct field ChatRequest.messages of type api.Message"
+                )
+            role, content, thinking = m.get("role"), m.get("content"), m.get("thinking")
+            for key, value in (("role", role), ("content", content), ("thinking", thinking)):
+                if value is not None and not isinstance(value, str):
+                    raise InvalidJSON(
+                        f"json: cannot unmarshal {_json_kind(value)} into Go struct field Message.messages.{key} of type string"
+                    )
+            messages.append(ChatMessage(role=(role or "").lower(), content=content or "", thinking=thinking or None))
+        stream = data.get("stream")
+        return cls(
+            model=data.get("model") or "",
+            messages=messages,
+            stream=True if stream is None else stream,
+            format=data.get("format"),
+            keep_alive=data.get("keep_alive"),
+            options=data.get("options") or {},
+        )
+
+
+def format_fields(fmt: Any, *, chat: bool) -> dict[str, Any]:
+    """llama-server fields for Ollama's ``format`` (``"json"`` or a JSON schema object)."""
+    if fmt is None or fmt == "":
+        return {}
+    if fmt == "json":
+        return {"response_format": {"type": "json_object"}} if chat else {"json_schema": {}}
+    if isinstance(fmt, dict):
+        return {"response_format": {"type": "json_object", "schema": fmt}} if chat else {"json_schema": fmt}
+    raw = orjson.dumps(fmt).decode()
+    raise BadRequest(f'invalid format: "{raw}"; expected "json" or a valid JSON Schema object', status=500)
+
+
+# -- out -------------------------------------------------------------------------------------------
+
+_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
+            ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))  # fmt: skip
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON as Go's encoder writes it (HTML characters and line separators escaped)."""
+    data = orjson.dumps(obj)
+    for raw, esc in _ESCAPES:
+        if raw in data:
+            data = data.replace(raw, esc)
+    return data
+
+
+def _trim_fraction(ns: int) -> str:
+    frac = f"{ns:09d}".rstrip("0")
+    return f".{frac}" if frac else ""
+
+
+def utc_now() -> str:
+    """``time.Now().UTC()`` in Go's RFC3339Nano (trailing zeros of the fraction trimmed)."""
+    ns = time.time_ns()
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + _trim_fraction(frac) + "Z"
+
+
+def format_local(dt: datetime) -> str:
+    """An aware datetime as Go prints a local time: RFC3339 with the fraction trimmed."""
+    dt = dt.astimezone()
+    offset = dt.strftime("%z")
+    offset = "Z" if offset in ("+0000", "-0000") else f"{offset[:3]}:{offset[3:]}"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + _trim_fraction(dt.microsecond * 1000) + offset
+
+
+def metrics(timings: dict[str, Any] | None, *, total_ns: int, load_ns: int) -> dict[str, int]:
+    """The six duration/count fields of a final response, from llama-server ``timings`` (§3)."""
+    t = timings or {}
+    out = {
+        "total_duration": total_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": int(t.get("cache_n", 0)) + int(t.get("prompt_n", 0)),
+        "prompt_eval_duration": int(float(t.get("prompt_ms", 0.0)) * 1e6),
+        "eval_count": int(t.get("predicted_n", 0)),
+        "eval_duration": int(float(t.get("predicted_ms", 0.0)) * 1e6),
+    }
+    return {k: v for k, v in out.items() if v}  # Go's omitempty
+
+
+def done_reason_from_stop_type(stop_type: str | None) -> str:
+    return "length" if stop_type == "limit" else "stop"
+
+
+def done_reason_from_finish(finish_reason: str | None) -> str:
+    return "length" if finish_reason == "length" else "stop"

@@ -1,0 +1,87 @@
+"""HTTP calls to one llama-server: JSON requests and server-sent-event streams.
+
+Closing a stream early (the generator is closed or cancelled) closes the connection, which is how
+llama-server learns that the client went away and stops generating (reference/llama-server.md §0.8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..errors import RunnerHTTPError
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+# llama-server closes the connection after a streamed response although it advertises keep-alive, so
+# a pooled connection would fail on its next request; streams therefore never return to the pool.
+_STREAM_HEADERS = {"Content-Type": "application/json", "Connection": "close"}
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
+
+
+class RunnerConnectionLost(Exception):
+    """The connection to llama-server broke (usually because the process died)."""
+
+
+def _error_text(status: int, body: bytes) -> str:
+    """llama-server's error message (``{"error":{"message":...}}``), or the raw body."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace").strip() or f"llama-server returned status {status}"
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return str(err["message"])
+    if isinstance(err, str):
+        return err
+    return body.decode("utf-8", "replace").strip()
+
+
+class RunnerClient:
+    """Talks to one llama-server at ``base_url`` over a shared session."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self.session = session
+        self.base_url = base_url
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            async with self.session.post(
+                self.base_url + path, data=orjson.dumps(body), headers=_JSON_HEADERS, timeout=_NO_TIMEOUT
+            ) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise RunnerHTTPError(_error_text(resp.status, raw), status=resp.status)
+                return orjson.loads(raw)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            raise RunnerConnectionLost(str(e)) from e
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Yield each ``data:`` event of an SSE response; stops at ``[DONE]`` or the end of the body."""
+        try:
+            async with self.session.post(
+                self.base_url + path, data=orjson.dumps(body), headers=_STREAM_HEADERS, timeout=_NO_TIMEOUT
+            ) as resp:
+                if resp.status != 200:
+                    raise RunnerHTTPError(_error_text(resp.status, await resp.read()), status=resp.status)
+                content = resp.content
+                while True:
+                    line = await content.readline()
+                    if not line:
+                        return
+                    if not line.startswith(b"data: "):
+                        continue  # blank separators and ":" keep-alive comments
+                    payload = line[6:].strip()
+                    if payload == b"[DONE]":
+                        return
+                    event = orjson.loads(payload)
+                    if isinstance(event, dict) and "error" in event:
+                        err = event["error"]
+                        message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+                        status = err.get("code", 500) if isinstance(err, dict) else 500
+                        raise RunnerHTTPError(str(message), status=status if isinstance(status, int) else 500)
+                    yield event
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            raise RunnerConnectionLost(str(e)) from e

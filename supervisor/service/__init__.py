@@ -1,0 +1,1 @@
+"""Use cases: inference (generate/chat), catalog; no HTTP types in signatures."""

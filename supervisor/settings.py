@@ -1,0 +1,232 @@
+"""Settings: resolved once at start-up, frozen, passed explicitly.
+
+Precedence, lowest first: built-in defaults < YAML config file < environment < command-line flags.
+This module is the only reader of ``os.environ`` in llamasup. Ollama's variables keep Ollama's meaning
+and defaults; llamasup's own use the ``LLAMASUP_`` prefix. Path helpers compute paths; nothing here
+creates directories.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .durations import DurationError, parse_go_duration
+from .errors import ConfigError
+
+DEFAULT_PORT = 11434
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything llamasup reads from its environment, in one immutable value."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    models_dir: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
+    keep_alive: float | None = 300.0  # seconds; None = forever
+    num_parallel: int = 1
+    max_loaded_models: int = 0  # 0 = automatic (3 per GPU, 3 on CPU)
+    max_queue: int = 512
+    context_length: int = 0  # 0 = automatic
+    load_timeout: float | None = 300.0  # stall timeout while loading; None = forever
+    origins: tuple[str, ...] = ()
+    flash_attention: bool | None = None
+    kv_cache_type: str = ""
+    debug: int = 0
+    # llamasup's own
+    llama_server: Path | None = None  # LLAMASUP_LLAMA_SERVER: an existing binary
+    cache_dir: Path = field(default_factory=lambda: _default_cache_dir({}))
+    backend: str = ""  # LLAMASUP_BACKEND, as for build_runner.sh
+    cache_ram_mib: int = 1024  # per-runner host-RAM prompt cache bound (llama-server --cache-ram)
+    stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
+    runner_threads: int = 0  # 0 = llama-server's default
+    log_format: str = "auto"  # auto | console | json
+    log_level: str = "info"
+    config_file: Path | None = None
+
+    @property
+    def listen_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def runners_dir(self) -> Path:
+        return self.cache_dir / "runners"
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "llamasup"
+
+
+def _clean(value: str) -> str:
+    """Ollama trims whitespace and surrounding quotes from every variable."""
+    return value.strip().strip("\"'").strip()
+
+
+def parse_host(value: str) -> tuple[str, int]:
+    """``OLLAMA_HOST`` forms: ``host``, ``host:port``, ``:port``, ``[v6]:port``, ``scheme://host[:port]``."""
+    s = _clean(value)
+    default_port = DEFAULT_PORT
+    if "://" in s:
+        scheme, s = s.split("://", 1)
+        default_port = 443 if scheme == "https" else 80
+    s = s.split("/", 1)[0]
+    host, port_text = s, ""
+    if s.startswith("["):
+        end = s.find("]")
+        host, rest = s[1:end], s[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif s.count(":") == 1:
+        host, port_text = s.split(":")
+    port = default_port
+    if port_text:
+        try:
+            port = int(port_text)
+        except ValueError:
+            port = DEFAULT_PORT
+        if not 0 <= port <= 65535:
+            port = DEFAULT_PORT
+    return (host or "127.0.0.1"), port
+
+
+def parse_keep_alive_env(value: str) -> float | None:
+    """``OLLAMA_KEEP_ALIVE``: a Go duration or integer seconds; negative = forever; invalid = 5m."""
+    s = _clean(value)
+    try:
+        seconds = float(int(s))
+    except ValueError:
+        try:
+            seconds = parse_go_duration(s)
+        except DurationError:
+            return 300.0
+    return None if seconds < 0 else seconds
+
+
+def _parse_bool(value: str) -> bool:
+    s = _clean(value)
+    if s in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if s in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    return True  # Ollama: an unparsable non-empty value means true
+
+
+def _parse_uint(value: str, default: int) -> int:
+    try:
+        n = int(_clean(value))
+    except ValueError:
+        return default
+    return n if n >= 0 else default
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def get(name: str) -> str | None:
+        v = env.get(name)
+        return v if v is not None and _clean(v) != "" else None
+
+    if (v := get("OLLAMA_HOST")) is not None:
+        out["host"], out["port"] = parse_host(v)
+    if (v := get("OLLAMA_MODELS")) is not None:
+        out["models_dir"] = Path(_clean(v)).expanduser()
+    if (v := get("OLLAMA_KEEP_ALIVE")) is not None:
+        out["keep_alive"] = parse_keep_alive_env(v)
+    for var, key, default in (
+        ("OLLAMA_NUM_PARALLEL", "num_parallel", 1),
+        ("OLLAMA_MAX_LOADED_MODELS", "max_loaded_models", 0),
+        ("OLLAMA_MAX_QUEUE", "max_queue", 512),
+        ("OLLAMA_CONTEXT_LENGTH", "context_length", 0),
+    ):
+        if (v := get(var)) is not None:
+            out[key] = _parse_uint(v, default)
+    if (v := get("OLLAMA_LOAD_TIMEOUT")) is not None:
+        t = parse_keep_alive_env(v)
+        out["load_timeout"] = t if t else None
+    if (v := get("OLLAMA_ORIGINS")) is not None:
+        out["origins"] = tuple(o.strip() for o in _clean(v).split(",") if o.strip())
+    if (v := get("OLLAMA_FLASH_ATTENTION")) is not None:
+        out["flash_attention"] = _parse_bool(v)
+    if (v := get("OLLAMA_KV_CACHE_TYPE")) is not None:
+        out["kv_cache_type"] = _clean(v).lower()
+    if (v := get("OLLAMA_DEBUG")) is not None:
+        s = _clean(v)
+        out["debug"] = int(s) if s.isdigit() else int(_parse_bool(s))
+    if (v := get("LLAMASUP_LLAMA_SERVER")) is not None:
+        out["llama_server"] = Path(_clean(v)).expanduser()
+    if (v := get("LLAMASUP_CACHE_DIR")) is not None:
+        out["cache_dir"] = Path(_clean(v)).expanduser()
+    for var, key in (
+        ("LLAMASUP_BACKEND", "backend"),
+        ("LLAMASUP_LOG_FORMAT", "log_format"),
+        ("LLAMASUP_LOG_LEVEL", "log_level"),
+    ):
+        if (v := get(var)) is not None:
+            out[key] = _clean(v).lower()
+    for var, key in (("LLAMASUP_CACHE_RAM_MIB", "cache_ram_mib"), ("LLAMASUP_THREADS", "runner_threads")):
+        if (v := get(var)) is not None:
+            out[key] = _parse_uint(v, 0)
+    if (v := get("LLAMASUP_STOP_GRACE")) is not None:
+        out["stop_grace"] = float(_clean(v))
+    return out
+
+
+_FILE_KEYS = {f.name for f in fields(Settings)} - {"config_file"}
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    unknown = set(data) - _FILE_KEYS - {"listen"}
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown settings {sorted(unknown)}; known: {sorted(_FILE_KEYS)}")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "listen":
+            out["host"], out["port"] = parse_host(str(value))
+        elif key == "keep_alive":
+            out[key] = parse_keep_alive_env(str(value))
+        elif key in ("models_dir", "llama_server", "cache_dir"):
+            out[key] = Path(str(value)).expanduser()
+        elif key == "origins":
+            out[key] = tuple(value) if isinstance(value, list) else tuple(str(value).split(","))
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:
+    """Resolve settings from defaults, the config file, the environment and flags (in that order)."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    base = Settings(cache_dir=_default_cache_dir(env))
+    config_path = flags.get("config_file") or env.get("LLAMASUP_CONFIG")
+    merged: dict[str, Any] = {}
+    if config_path:
+        path = Path(str(config_path)).expanduser()
+        merged.update(_from_file(path))
+        merged["config_file"] = path
+    merged.update(_from_env(env))
+    if "listen" in flags:
+        merged["host"], merged["port"] = parse_host(str(flags.pop("listen")))
+    merged.update(flags)
+    try:
+        settings = replace(base, **merged)
+    except TypeError as e:
+        raise ConfigError(str(e)) from e
+    if settings.log_format not in ("auto", "console", "json"):
+        raise ConfigError(f"log format {settings.log_format!r} must be auto, console or json")
+    if settings.num_parallel < 1:
+        settings = replace(settings, num_parallel=1)
+    return settings
