@@ -11,6 +11,7 @@ from ..errors import LlamasupError
 from ..protocol.ollama import dumps
 
 Chunk = dict[str, Any]
+_CONTROL = ("load", "unload")
 
 
 async def respond(
@@ -23,6 +24,8 @@ async def respond(
     """Errors before the first chunk propagate (real status); later ones become an ``error`` line."""
     try:
         first = await anext(chunks)
+        if first.get("done_reason") in _CONTROL:  # load/unload replies are one JSON object, as in Ollama
+            stream = False
         if not stream:
             collected = [first]
             async for chunk in chunks:

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import sys
 import time
@@ -32,6 +33,8 @@ from ..errors import RunnerStartError
 
 TAIL_LINES = 40
 _PR_SET_PDEATHSIG = 1
+# "--log-prefix" lines: optional "M.ss.mmm.uuu " timestamp, then a level letter.
+_PREFIX = re.compile(r"^(?:[\d.]+ )?([IWEDT]) ")
 _LEVELS = {"E": "error", "W": "warning"}
 
 log = structlog.get_logger("supervisor.runner")
@@ -136,7 +139,8 @@ class RunnerProcess:
                 continue
             self._last_progress = time.monotonic()
             self.tail.append(line)
-            level = _LEVELS.get(line[:1], "debug") if line[1:2] == " " else "debug"
+            m = _PREFIX.match(line)
+            level = _LEVELS.get(m.group(1), "debug") if m else "debug"
             getattr(self._log, level)("runner output", pid=pid, line=line)
 
     async def wait_ready(self, session: aiohttp.ClientSession, poll_interval: float = 0.05) -> None:

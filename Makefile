@@ -1,0 +1,41 @@
+# llamasup: `make serve` runs the server, `make test` runs the whole suite; both do all set-up first.
+PY ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+RUNNER = $$(./build_runner.sh | tail -n 1)
+PYTEST_ARGS ?=
+
+.PHONY: install runner serve test typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+## install: create .venv, install llamasup with its test extra, build (or reuse) the llama-server runner
+install: $(STAMP) runner
+
+## runner: build llama.cpp from pinned source into ~/.cache/llamasup/runners (a no-op when cached)
+runner:
+	./build_runner.sh
+
+## serve: run the server on 127.0.0.1:11434 with the default store (~/.ollama/models)
+serve: install
+	LLAMASUP_LLAMA_SERVER="$(RUNNER)" $(VENV)/bin/llamasup serve
+
+## typecheck: mypy --strict over supervisor/
+typecheck: $(STAMP)
+	$(PYTHON) -m mypy
+
+## test: type-check, then the whole suite (unit, integration with a fake runner, e2e with the real one)
+test: install typecheck
+	LLAMASUP_LLAMA_SERVER="$(RUNNER)" $(PYTHON) -m pytest $(PYTEST_ARGS)
+
+## bench: time to first token and decode speed, llamasup vs llama-server directly (see bench/README.md)
+bench: install
+	LLAMASUP_LLAMA_SERVER="$(RUNNER)" $(PYTHON) bench/bench_proxy.py
+
+clean:
+	rm -rf $(VENV) vendor/llama.cpp .pytest_cache .mypy_cache

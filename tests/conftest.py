@@ -1,0 +1,180 @@
+"""Shared fixtures: the real llama-server binary, generated models, stores, and running servers.
+
+e2e tests never skip: if no llama-server can be found or built, they fail with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from supervisor.app import create_app
+from supervisor.settings import Settings
+from tests.models import write_model
+from tests.store_helpers import install_gguf
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_LLAMA_SERVER = ROOT / "tests" / "fakes" / "fake_llama_server.py"
+
+
+@pytest.fixture(scope="session")
+def llama_server_bin() -> Path:
+    """The real llama-server: LLAMASUP_LLAMA_SERVER (set by `make test`) or build_runner.sh's cache."""
+    env_path = os.environ.get("LLAMASUP_LLAMA_SERVER")
+    if env_path:
+        path = Path(env_path)
+    else:
+        out = subprocess.run([str(ROOT / "build_runner.sh")], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            pytest.fail(f"build_runner.sh failed:\n{out.stderr[-3000:]}")
+        path = Path(out.stdout.strip().splitlines()[-1])
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"llama-server not found at {path}; run ./build_runner.sh")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fake_llama_server_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An executable wrapper that runs the fake llama-server with this interpreter."""
+    wrapper = tmp_path_factory.mktemp("fake-bin") / "llama-server"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_LLAMA_SERVER}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_model(tmp_path_factory.mktemp("gguf") / "tiny.gguf", preset="tiny")
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, tiny_gguf: Path) -> Path:
+    """A fresh Ollama-layout store holding the tiny model as ``tiny`` (``tiny:latest``)."""
+    root = tmp_path / "models"
+    install_gguf(root, "tiny", tiny_gguf)
+    return root
+
+
+def make_settings(tmp_path: Path, models_dir: Path, binary: Path, **overrides: object) -> Settings:
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        models_dir=models_dir,
+        llama_server=binary,
+        cache_dir=tmp_path / "cache",
+        cache_ram_mib=0,
+        runner_threads=1,
+        stop_grace=5.0,
+        log_format="console",
+    )
+    return replace(settings, **overrides)  # type: ignore[arg-type]
+
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path, models_dir: Path) -> AsyncIterator[ServerFactory]:
+    """Start llamasup in this process (``await start_server(binary, **settings)``); stopped at teardown."""
+    servers: list[TestServer] = []
+
+    async def start(binary: Path, **overrides: object) -> TestServer:
+        settings = make_settings(tmp_path, models_dir, binary, **overrides)
+        app = create_app(settings)
+        server = TestServer(app, host="127.0.0.1", port=0, handler_cancellation=True)
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in reversed(servers):
+        await server.close()
+
+
+@pytest.fixture
+async def real_server(start_server: ServerFactory, llama_server_bin: Path) -> TestServer:
+    """llamasup with the real llama-server."""
+    return await start_server(llama_server_bin)
+
+
+@pytest.fixture
+async def fake_server(start_server: ServerFactory, fake_llama_server_bin: Path) -> TestServer:
+    """llamasup with the fake llama-server (fast lifecycle tests)."""
+    return await start_server(fake_llama_server_bin)
+
+
+def base_url(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+def app_of(server: TestServer) -> web.Application:
+    return server.app
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll a condition on the event loop until it holds (a wait on state, not a timed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def subprocess_server(tmp_path: Path, models_dir: Path, llama_server_bin: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], str]]]:
+    """Run ``python -m supervisor serve`` as a real process on a free port."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**env_overrides: str) -> tuple[subprocess.Popen[bytes], str]:
+        from supervisor.runner.ports import free_port
+
+        port = free_port()
+        env = dict(os.environ)
+        env.update(
+            OLLAMA_HOST=f"127.0.0.1:{port}",
+            OLLAMA_MODELS=str(models_dir),
+            LLAMASUP_LLAMA_SERVER=str(llama_server_bin),
+            LLAMASUP_CACHE_DIR=str(tmp_path / "cache"),
+            LLAMASUP_CACHE_RAM_MIB="0",
+            LLAMASUP_THREADS="1",
+            LLAMASUP_LOG_FORMAT="json",
+        )
+        env.update(env_overrides)
+        log = open(tmp_path / f"server-{port}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([sys.executable, "-m", "supervisor", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        import urllib.request
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server did not start: {(tmp_path / f'server-{port}.log').read_text()[-3000:]}")
+            time.sleep(0.05)
+        return proc, url
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
