@@ -1,17 +1,19 @@
 """The aiohttp application: routes, the error middleware, and ordered lifetimes (``cleanup_ctx``).
 
-Start-up: stop strays from an earlier crash, find the llama-server binary, open the HTTP session to
-runners, create the pool and services. Shutdown runs in reverse: the pool stops every runner (SIGTERM,
-grace, SIGKILL), then the session closes.
+Start-up: stop strays from an earlier crash, find the llama-server binary, make a private directory
+for the runners' Unix sockets, create the pool and services. Shutdown runs in reverse: the pool stops
+every runner (SIGTERM, grace, SIGKILL), then the socket directory is removed.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import structlog
 from aiohttp import web
 
@@ -27,24 +29,24 @@ from .service.catalog import CatalogService
 from .service.inference import InferenceService
 from .settings import Settings
 from .store import ModelStore, StoreLayout
-from .runner.ports import free_port
 
 log = structlog.get_logger("supervisor.app")
-RUNNER_HOST = "127.0.0.1"
 _SYSTEM_LLAMA_CONFIG = Path("/etc/llama.cpp/config.ini")
 
 
-def make_spawner(settings: Settings, binary: Path) -> Spawner:
+def make_spawner(settings: Settings, binary: Path, run_dir: Path) -> Spawner:
     owner = owner_token()
     env = child_env(os.environ, owner=owner, config_home=settings.cache_dir / "runner-config")
+    counter = itertools.count(1)
 
     def spawn(config: RunnerConfig) -> RunnerProcess:
-        port = free_port(RUNNER_HOST)
+        # Short names: a Unix socket path must stay under ~100 bytes.
+        socket_path = run_dir / f"r{next(counter)}.sock"
         return RunnerProcess(
-            build_argv(binary, config, RUNNER_HOST, port),
+            build_argv(binary, config, socket_path),
             env,
             name=config.alias,
-            base_url=f"http://{RUNNER_HOST}:{port}",
+            socket_path=socket_path,
             load_timeout=settings.load_timeout,
             stop_grace=settings.stop_grace,
         )
@@ -61,17 +63,17 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         log.warning("llama.cpp system config applies to every runner", path=str(_SYSTEM_LLAMA_CONFIG))
     binary = find_llama_server(settings)
     log.info("llama-server", path=str(binary))
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        pool = RunnerPool(spawn=make_spawner(settings, binary), session=session, default_keep_alive=settings.keep_alive)
-        store = ModelStore(StoreLayout(settings.models_dir))
-        app[POOL] = pool
-        app[INFERENCE] = InferenceService(settings, store, pool)
-        app[CATALOG] = CatalogService(store)
-        try:
-            yield
-        finally:
-            await pool.close()
+    run_dir = Path(tempfile.mkdtemp(prefix="llamasup-", dir=settings.runtime_dir))
+    pool = RunnerPool(spawn=make_spawner(settings, binary, run_dir), default_keep_alive=settings.keep_alive)
+    store = ModelStore(StoreLayout(settings.models_dir))
+    app[POOL] = pool
+    app[INFERENCE] = InferenceService(settings, store, pool)
+    app[CATALOG] = CatalogService(store)
+    try:
+        yield
+    finally:
+        await pool.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -9,6 +9,7 @@ creates directories.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -46,6 +47,7 @@ class Settings:
     cache_ram_mib: int = 1024  # per-runner host-RAM prompt cache bound (llama-server --cache-ram)
     stop_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
     runner_threads: int = 0  # 0 = llama-server's default
+    runtime_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))  # runner sockets live below
     log_format: str = "auto"  # auto | console | json
     log_level: str = "info"
     config_file: Path | None = None
@@ -161,6 +163,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         out["debug"] = int(s) if s.isdigit() else int(_parse_bool(s))
     if (v := get("LLAMASUP_LLAMA_SERVER")) is not None:
         out["llama_server"] = Path(_clean(v)).expanduser()
+    if (v := get("XDG_RUNTIME_DIR")) is not None:
+        out["runtime_dir"] = Path(_clean(v))
     if (v := get("LLAMASUP_CACHE_DIR")) is not None:
         out["cache_dir"] = Path(_clean(v)).expanduser()
     for var, key in (
@@ -197,7 +201,7 @@ def _from_file(path: Path) -> dict[str, Any]:
             out["host"], out["port"] = parse_host(str(value))
         elif key == "keep_alive":
             out[key] = parse_keep_alive_env(str(value))
-        elif key in ("models_dir", "llama_server", "cache_dir"):
+        elif key in ("models_dir", "llama_server", "cache_dir", "runtime_dir"):
             out[key] = Path(str(value)).expanduser()
         elif key == "origins":
             out[key] = tuple(value) if isinstance(value, list) else tuple(str(value).split(","))

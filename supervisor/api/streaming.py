@@ -39,6 +39,8 @@ async def respond(
                 await response.write(dumps(chunk) + b"\n")
         except LlamasupError as e:
             await response.write(dumps({"error": e.message}) + b"\n")
+        except ConnectionResetError:  # the client went away; closing the chunks stops the runner
+            return response
         await response.write_eof()
         return response
     finally:

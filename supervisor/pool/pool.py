@@ -26,7 +26,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 import structlog
 
 from ..errors import LlamasupError, RunnerStartError
@@ -38,7 +37,6 @@ log = structlog.get_logger("supervisor.pool")
 
 # Makes a RunnerProcess for a config; the pool owns everything after that.
 Spawner = Callable[[RunnerConfig], RunnerProcess]
-_BIND_RETRIES = 3
 
 
 class _Unset:
@@ -102,11 +100,9 @@ class RunnerPool:
         self,
         *,
         spawn: Spawner,
-        session: aiohttp.ClientSession,
         default_keep_alive: float | None,
     ) -> None:
         self._spawn = spawn
-        self._session = session
         self._default_keep_alive = default_keep_alive
         self._entries: dict[str, _Entry] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -126,7 +122,8 @@ class RunnerPool:
             assert entry.load_task is not None
             await asyncio.shield(entry.load_task)
             assert entry.process is not None
-            yield Runner(entry, RunnerClient(self._session, entry.process.base_url))
+            assert entry.process.session is not None
+            yield Runner(entry, RunnerClient(entry.process.session, entry.process.base_url))
         finally:
             self._release(entry)
 
@@ -235,23 +232,18 @@ class RunnerPool:
             await previous.stopped.wait()
         spec = entry.spec
         log.info("loading model", model=spec.name, ctx=spec.config.ctx_size, parallel=spec.config.parallel)
-        for attempt in range(_BIND_RETRIES):
-            process = self._spawn(spec.config)
-            entry.process = process
-            try:
-                await process.start()
-                await process.wait_ready(self._session)
-            except RunnerStartError as e:
-                await process.stop()
-                if "couldn't bind" in str(e) and attempt + 1 < _BIND_RETRIES:
-                    log.warning("runner port was taken, retrying", model=spec.name)
-                    continue
-                log.error("model failed to load", model=spec.name, error=str(e))
-                raise
-            except BaseException:
-                await asyncio.shield(process.stop())
-                raise
-            break
+        process = self._spawn(spec.config)
+        entry.process = process
+        try:
+            await process.start()
+            await process.wait_ready()
+        except RunnerStartError as e:
+            await process.stop()
+            log.error("model failed to load", model=spec.name, error=str(e))
+            raise
+        except BaseException:
+            await asyncio.shield(process.stop())
+            raise
         entry.loaded_at = time.monotonic()
         watcher = asyncio.create_task(self._watch(entry, process), name=f"watch-{spec.name}")
         self._watchers.add(watcher)  # held so it is not collected; it ends with its process

@@ -37,13 +37,13 @@ class RunnerConfig:
         return self.ctx_size // max(self.parallel, 1)
 
 
-def build_argv(binary: Path, config: RunnerConfig, host: str, port: int) -> list[str]:
+def build_argv(binary: Path, config: RunnerConfig, socket_path: Path) -> list[str]:
+    """The command line; the runner listens on ``socket_path`` (llama-server treats ``*.sock`` as Unix)."""
     argv = [
         str(binary),
         "--model", str(config.model_path),
         "--alias", config.alias,
-        "--host", host,
-        "--port", str(port),
+        "--host", str(socket_path),
         "--ctx-size", str(config.ctx_size),
         "--parallel", str(config.parallel),
         "--n-gpu-layers", "auto" if config.gpu_layers is None or config.gpu_layers < 0 else str(config.gpu_layers),

@@ -7,6 +7,9 @@ Invariants:
   set before exec, so it dies with the supervisor even when the supervisor is SIGKILLed.
 * One pump task reads the child's merged stdout/stderr for its whole life: every line goes to structlog,
   the last ``TAIL_LINES`` are kept for failure messages, and each line counts as load progress.
+* The child listens on its own Unix socket (no TCP port to race for, and no Nagle/delayed-ACK stalls:
+  llama-server does not set TCP_NODELAY). The process owns the HTTP session bound to that socket and
+  closes it when the child is stopped.
 * ``wait_ready`` races three things: ``/health`` answering 200, the child exiting, and a stall deadline
   that restarts on every line of progress.
 * ``stop`` is idempotent, group-wide and bounded: SIGTERM to the group, a grace period, SIGKILL to the
@@ -25,6 +28,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -63,14 +67,16 @@ class RunnerProcess:
         env: dict[str, str],
         *,
         name: str,
-        base_url: str,
+        socket_path: Path,
         load_timeout: float | None,
         stop_grace: float,
     ) -> None:
         self.argv = list(argv)
         self.env = env
         self.name = name
-        self.base_url = base_url
+        self.socket_path = socket_path
+        self.base_url = "http://llama-server"  # the host part is unused on a Unix socket
+        self.session: aiohttp.ClientSession | None = None
         self.load_timeout = load_timeout
         self.stop_grace = stop_grace
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -117,6 +123,9 @@ class RunnerProcess:
             )
         except OSError as e:
             raise RunnerStartError(f"could not start llama-server {self.argv[0]}: {e}") from e
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(self.socket_path), limit=0), auto_decompress=False
+        )
         self.started_at = time.monotonic()
         self._last_progress = self.started_at
         self._exit = asyncio.create_task(self._proc.wait(), name=f"runner-exit-{self._proc.pid}")
@@ -143,9 +152,10 @@ class RunnerProcess:
             level = _LEVELS.get(m.group(1), "debug") if m else "debug"
             getattr(self._log, level)("runner output", pid=pid, line=line)
 
-    async def wait_ready(self, session: aiohttp.ClientSession, poll_interval: float = 0.05) -> None:
+    async def wait_ready(self, poll_interval: float = 0.02) -> None:
         """Return once ``/health`` answers 200; raise ``RunnerStartError`` on exit or stall."""
-        assert self._exit is not None
+        assert self._exit is not None and self.session is not None
+        session = self.session
         url = self.base_url + "/health"
         timeout = aiohttp.ClientTimeout(total=2.0)
         while True:
@@ -205,6 +215,9 @@ class RunnerProcess:
             if self._pump is not None:
                 await asyncio.wait({self._pump}, timeout=1.0)
                 self._pump.cancel()
+            if self.session is not None:
+                await self.session.close()
+            self.socket_path.unlink(missing_ok=True)
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:

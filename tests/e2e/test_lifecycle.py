@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from supervisor.api.keys import POOL
 from supervisor.runner.command import OWNER_ENV
+from supervisor.runner.process import RunnerProcess
 from tests.conftest import base_url, wait_until
 
 
@@ -23,11 +24,11 @@ def _runner_pids(server: TestServer) -> list[int]:
     return [e.process.pid for e in pool._entries.values() if e.process is not None and e.process.pid]  # noqa: SLF001
 
 
-def _runner_base(server: TestServer) -> str:
+def _runner_process(server: TestServer) -> RunnerProcess:
     pool = server.app[POOL]
     (entry,) = pool._entries.values()  # noqa: SLF001
     assert entry.process is not None
-    return entry.process.base_url
+    return entry.process
 
 
 async def test_client_disconnect_stops_generation(real_server: TestServer) -> None:
@@ -41,11 +42,12 @@ async def test_client_disconnect_stops_generation(real_server: TestServer) -> No
             lines += 1
             if lines == 5:
                 break
-        runner = _runner_base(real_server)
+        runner = _runner_process(real_server)
         resp.close()  # the client goes away
 
         async def slot() -> dict[str, object]:
-            async with session.get(runner + "/slots") as r:
+            assert runner.session is not None
+            async with runner.session.get(runner.base_url + "/slots") as r:
                 return (await r.json())[0]  # type: ignore[no-any-return]
 
         deadline = time.monotonic() + 15
@@ -53,6 +55,7 @@ async def test_client_disconnect_stops_generation(real_server: TestServer) -> No
         while state["is_processing"] and time.monotonic() < deadline:
             state = await slot()
         assert not state["is_processing"], "llama-server kept generating after the client left"
+        assert any("stop: cancel task" in line for line in runner.tail)  # llama-server's own word for it
         # And the runner is still healthy and reusable.
         async with session.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "stream": False, "options": {"num_predict": 3}}) as r:
             assert (await r.json())["eval_count"] == 3
@@ -135,9 +138,9 @@ async def test_runner_argv_and_environment(real_server: TestServer, monkeypatch)
     (pid,) = _runner_pids(real_server)
     proc = psutil.Process(pid)
     cmd = proc.cmdline()
-    for flag in ("--ctx-size", "--parallel", "--n-gpu-layers", "--cache-ram", "--no-webui", "--log-verbosity", "--port"):
+    for flag in ("--ctx-size", "--parallel", "--n-gpu-layers", "--cache-ram", "--no-webui", "--log-verbosity"):
         assert flag in cmd, flag
-    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--host") + 1].endswith(".sock")  # a private Unix socket, no TCP port
     assert cmd[cmd.index("--log-verbosity") + 1] == "4"
     env = proc.environ()
     assert not any(k.startswith("LLAMA_ARG_") for k in env)

@@ -1,0 +1,55 @@
+"""The llama-server command line and child environment (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from supervisor.pool.placement import RunnerOptions, effective_num_ctx, plan_runner
+from supervisor.runner.command import OWNER_ENV, RunnerConfig, build_argv, child_env
+from supervisor.settings import Settings
+
+
+def test_argv_is_explicit_about_memory() -> None:
+    """Context, slots, GPU layers, prompt cache, UI and log level are always given explicitly."""
+    cfg = RunnerConfig(model_path=Path("/m.gguf"), alias="m:latest", ctx_size=8192, parallel=2, cache_ram_mib=64)
+    argv = build_argv(Path("/bin/llama-server"), cfg, Path("/run/x/r1.sock"))
+    pairs = dict(zip(argv[1::1], argv[2::1], strict=False))
+    assert pairs["--ctx-size"] == "8192" and pairs["--parallel"] == "2" and pairs["--n-gpu-layers"] == "auto"
+    assert pairs["--cache-ram"] == "64" and pairs["--log-verbosity"] == "4" and pairs["--host"] == "/run/x/r1.sock"
+    assert "--port" not in argv
+    assert "--no-webui" in argv and "--jinja" in argv
+    assert "--mlock" not in argv and "--no-mmap" not in argv  # removed in this llama.cpp
+
+
+def test_optional_flags() -> None:
+    """num_gpu, threads, batch, flash attention and KV cache type appear only when set."""
+    cfg = RunnerConfig(Path("/m"), "m", 4096, gpu_layers=0, threads=3, batch_size=256, flash_attention=False, kv_cache_type="q8_0")
+    argv = build_argv(Path("/b"), cfg, Path("/s.sock"))
+    joined = " ".join(argv)
+    for part in ("--n-gpu-layers 0", "--threads 3", "--batch-size 256", "--ubatch-size 256", "--flash-attn off", "--cache-type-k q8_0"):
+        assert part in joined
+
+
+def test_child_env_scrubs_llama_overrides() -> None:
+    """LLAMA_ARG_*, LLAMA_SERVER_ROUTER_PORT and LLAMA_API_KEY never reach a runner; the owner mark does."""
+    parent = {"PATH": "/bin", "LLAMA_ARG_CTX_SIZE": "1", "LLAMA_SERVER_ROUTER_PORT": "9", "LLAMA_API_KEY": "k", "HOME": "/root"}
+    env = child_env(parent, owner="1:2.000", config_home=Path("/cfg"))
+    assert env["PATH"] == "/bin" and env["HOME"] == "/root"
+    assert not {"LLAMA_ARG_CTX_SIZE", "LLAMA_SERVER_ROUTER_PORT", "LLAMA_API_KEY"} & set(env)
+    assert env[OWNER_ENV] == "1:2.000" and env["XDG_CONFIG_HOME"] == "/cfg"
+
+
+def test_num_ctx_rules() -> None:
+    """num_ctx defaults to OLLAMA_CONTEXT_LENGTH or 4096, is at least 4, and is clamped to the training context."""
+    s = Settings()
+    assert effective_num_ctx(None, s, 131072) == 4096
+    assert effective_num_ctx(1, s, 131072) == 4
+    assert effective_num_ctx(100000, s, 2048) == 2048
+    assert effective_num_ctx(None, Settings(context_length=8192), None) == 8192
+
+
+def test_plan_multiplies_context_by_parallel() -> None:
+    """Each slot gets num_ctx: the runner's -c is num_ctx x OLLAMA_NUM_PARALLEL."""
+    cfg = plan_runner(model_path=Path("/m"), alias="m", train_ctx=None, options=RunnerOptions(num_ctx=2048), settings=Settings(num_parallel=3))
+    assert (cfg.ctx_size, cfg.parallel, cfg.ctx_per_slot) == (6144, 3, 2048)
+    assert cfg.gpu_layers is None

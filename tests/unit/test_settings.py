@@ -1,0 +1,70 @@
+"""Settings resolution: defaults < config file < environment < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.errors import ConfigError
+from supervisor.settings import load_settings, parse_host, parse_keep_alive_env
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ("127.0.0.1", 11434)),
+        ("0.0.0.0", ("0.0.0.0", 11434)),
+        ("0.0.0.0:8080", ("0.0.0.0", 8080)),
+        (":9000", ("127.0.0.1", 9000)),
+        ("[::1]:9001", ("::1", 9001)),
+        ("http://example:1234", ("example", 1234)),
+        ("http://example", ("example", 80)),
+        ("https://example/path", ("example", 443)),
+        ('"127.0.0.1:5000"', ("127.0.0.1", 5000)),
+        ("host:notaport", ("host", 11434)),
+    ],
+)
+def test_ollama_host_forms(value: str, expected: tuple[str, int]) -> None:
+    """OLLAMA_HOST accepts Ollama's forms, with its port defaults."""
+    assert parse_host(value) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("5m", 300.0), ("600", 600.0), ("-1", None), ("-5m", None), ("bogus", 300.0), ("0", 0.0)])
+def test_keep_alive_env(value: str, expected: float | None) -> None:
+    """OLLAMA_KEEP_ALIVE takes a duration or integer seconds; negative is forever; invalid falls back to 5m."""
+    assert parse_keep_alive_env(value) == expected
+
+
+def test_defaults_match_ollama() -> None:
+    """With an empty environment the defaults are Ollama's."""
+    s = load_settings(env={})
+    assert (s.host, s.port) == ("127.0.0.1", 11434)
+    assert s.keep_alive == 300.0 and s.num_parallel == 1 and s.max_queue == 512 and s.max_loaded_models == 0
+    assert s.models_dir == Path.home() / ".ollama" / "models"
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    """A flag beats the environment, which beats the config file, which beats the default."""
+    cfg = tmp_path / "llamasup.yaml"
+    cfg.write_text("listen: 127.0.0.1:7000\nkeep_alive: 10m\nnum_parallel: 3\nmodels_dir: /tmp/from-file\n")
+    env = {"LLAMASUP_CONFIG": str(cfg), "OLLAMA_KEEP_ALIVE": "1m", "OLLAMA_MODELS": "/tmp/from-env"}
+    s = load_settings(env=env, flags={"models_dir": Path("/tmp/from-flag")})
+    assert s.port == 7000  # file only
+    assert s.num_parallel == 3  # file only
+    assert s.keep_alive == 60.0  # env over file
+    assert s.models_dir == Path("/tmp/from-flag")  # flag over env
+
+
+def test_unknown_config_key_is_an_error(tmp_path: Path) -> None:
+    """A misspelt setting in the config file is reported, not ignored."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("keepalive: 5m\n")
+    with pytest.raises(ConfigError, match="unknown settings"):
+        load_settings(env={"LLAMASUP_CONFIG": str(cfg)})
+
+
+def test_environment_parsing_quirks() -> None:
+    """Values are trimmed of quotes; bad integers fall back to defaults; OLLAMA_DEBUG maps to a level."""
+    s = load_settings(env={"OLLAMA_NUM_PARALLEL": " '2' ", "OLLAMA_MAX_QUEUE": "lots", "OLLAMA_DEBUG": "1", "OLLAMA_ORIGINS": "a, b"})
+    assert s.num_parallel == 2 and s.max_queue == 512 and s.debug == 1 and s.origins == ("a", "b")
