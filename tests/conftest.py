@@ -89,7 +89,8 @@ async def start_server(tmp_path: Path, models_dir: Path) -> AsyncIterator[Server
     servers: list[TestServer] = []
 
     async def start(binary: Path, **overrides: object) -> TestServer:
-        settings = make_settings(tmp_path, models_dir, binary, **overrides)
+        store = overrides.pop("models_dir", models_dir)
+        settings = make_settings(tmp_path, store, binary, **overrides)  # type: ignore[arg-type]
         app = create_app(settings)
         server = TestServer(app, host="127.0.0.1", port=0, handler_cancellation=True)
         await server.start_server()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +16,7 @@ _CONTROL = ("load", "unload")
 
 async def respond(
     request: web.Request,
-    chunks: AsyncIterator[Chunk],
+    chunks: AsyncGenerator[Chunk, None],
     *,
     stream: bool,
     collect: Callable[[list[Chunk]], Chunk],

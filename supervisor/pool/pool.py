@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -170,7 +171,7 @@ class RunnerPool:
             entry = _Entry(spec=spec, keep_alive=start_keep_alive)  # type: ignore[arg-type]
             self._entries[spec.model_key] = entry
             entry.load_task = asyncio.create_task(self._load(entry, previous), name=f"load-{spec.name}")
-            entry.load_task.add_done_callback(lambda t, e=entry: self._load_finished(e, t))
+            entry.load_task.add_done_callback(functools.partial(self._load_finished, entry))
         elif keep_alive is not UNSET:
             entry.keep_alive = keep_alive  # type: ignore[assignment]
         entry.refs += 1

@@ -327,8 +327,8 @@ def format_fields(fmt: Any, *, chat: bool) -> dict[str, Any]:
         return {"response_format": {"type": "json_object"}} if chat else {"json_schema": {}}
     if isinstance(fmt, dict):
         return {"response_format": {"type": "json_object", "schema": fmt}} if chat else {"json_schema": fmt}
-    raw = orjson.dumps(fmt).decode()
-    raise BadRequest(f'invalid format: "{raw}"; expected "json" or a valid JSON Schema object', status=500)
+    quoted = json.dumps(orjson.dumps(fmt).decode())  # Go's %q of the raw JSON
+    raise BadRequest(f'invalid format: {quoted}; expected "json" or a valid JSON Schema object', status=500)
 
 
 # -- out -------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ llama-server learns that the client went away and stops generating (reference/ll
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -58,7 +58,7 @@ class RunnerClient:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise RunnerConnectionLost(str(e)) from e
 
-    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """Yield each ``data:`` event of an SSE response; stops at ``[DONE]`` or the end of the body."""
         try:
             async with self.session.post(

@@ -12,7 +12,7 @@ prompt text needed for Ollama's ``context`` tokens; raw generate goes straight t
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ class InferenceService:
         return chunk
 
     # -- generate -----------------------------------------------------------------------------------
-    async def generate(self, req: wire.GenerateRequest) -> AsyncIterator[Chunk]:
+    async def generate(self, req: wire.GenerateRequest) -> AsyncGenerator[Chunk, None]:
         start = time.monotonic_ns()
         model = self._resolve(req.model)
         keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
@@ -160,7 +160,7 @@ class InferenceService:
 
     async def _render_generate(self, runner: Runner, model: _Model, req: wire.GenerateRequest) -> str:
         messages = []
-        system = req.system if req.system is not None else model.system
+        system = req.system or model.system  # as in Ollama, an empty "system" means the model's
         if system:
             messages.append({"role": "system", "content": system})
         messages.append({"role": "user", "content": req.prompt})
@@ -172,7 +172,7 @@ class InferenceService:
         return prompt
 
     # -- chat ---------------------------------------------------------------------------------------
-    async def chat(self, req: wire.ChatRequest) -> AsyncIterator[Chunk]:
+    async def chat(self, req: wire.ChatRequest) -> AsyncGenerator[Chunk, None]:
         start = time.monotonic_ns()
         if not req.model.strip():
             raise BadRequest("model is required")

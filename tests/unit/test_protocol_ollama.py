@@ -127,7 +127,7 @@ def test_format_fields() -> None:
     assert wire.format_fields("json", chat=False) == {"json_schema": {}}
     assert wire.format_fields({"type": "object"}, chat=True) == {"response_format": {"type": "json_object", "schema": {"type": "object"}}}
     assert wire.format_fields(None, chat=True) == {}
-    with pytest.raises(BadRequest, match=r'^invalid format: ""yaml""; expected "json"'):
+    with pytest.raises(BadRequest, match=r'^invalid format: "\\"yaml\\""; expected "json"'):
         wire.format_fields("yaml", chat=False)
 
 
