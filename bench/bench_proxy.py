@@ -6,8 +6,9 @@ and the ~320 MB "bench" one, which decodes at a realistic speed) the script:
 
 1. starts llamasup (``python -m supervisor serve``) on a temporary store holding the model, and has
    it load the model;
-2. starts a second llama-server with exactly the argv llamasup gave its runner (another port), so both
-   sides run the same binary, model, context, threads and flags;
+2. calls that very llama-server process directly as well, on the Unix socket llamasup gave it, so both
+   sides use the same binary, model, context, threads, flags, prompt cache and process (a second
+   llama-server would add process-to-process variance of a few percent on a 2-core machine);
 3. alternates requests (llamasup, direct, llamasup, ...) with the same prompt and the same sampling
    fields (greedy, fixed num_predict), streaming, and measures on the client:
    time to first token (request sent -> first text received) and decode rate (tokens after the first
@@ -129,7 +130,6 @@ async def bench_model(preset: str, work: Path, binary: Path, runs: int | None, t
                LLAMASUP_LOG_LEVEL="warning", LLAMASUP_THREADS=str(threads))  # fmt: skip
     sup = subprocess.Popen([sys.executable, "-m", "supervisor", "serve"], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=open(work / f"llamasup-{preset}.log", "wb"))  # fmt: skip
-    direct: subprocess.Popen[bytes] | None = None
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_http(base + "/", sup)
@@ -140,18 +140,16 @@ async def bench_model(preset: str, work: Path, binary: Path, runs: int | None, t
         direct_body = dict(sampling, prompt=PROMPT, stream=True, cache_prompt=True)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
             await _stream(session, base + "/api/generate", ollama_body, ndjson=True)  # loads the runner
-            (runner,) = [c for c in psutil.Process(sup.pid).children() if "llama-server" in c.name() or "llama-server" in " ".join(c.cmdline()[:1])]
+            (runner,) = [c for c in psutil.Process(sup.pid).children() if "llama-server" in " ".join(c.cmdline()[:1])]
             argv = runner.cmdline()
-            dport = free_port()
-            argv[argv.index("--host") + 1] = "127.0.0.1"  # llamasup's runner listens on a Unix socket
-            argv += ["--port", str(dport)]
-            argv[argv.index("--alias") + 1] = preset
-            direct = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            dbase = f"http://127.0.0.1:{dport}"
-            _wait_http(dbase + "/health", direct)
+            socket_path = argv[argv.index("--host") + 1]  # llamasup's runner listens on a Unix socket
+            direct_session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=socket_path), timeout=aiohttp.ClientTimeout(total=600)
+            )
+            dbase = "http://llama-server"
             for _ in range(WARMUP):
                 await _stream(session, base + "/api/generate", ollama_body, ndjson=True)
-                await _stream(session, dbase + "/completion", direct_body, ndjson=False)
+                await _stream(direct_session, dbase + "/completion", direct_body, ndjson=False)
             sup_proc = psutil.Process(sup.pid)
             via: list[Sample] = []
             straight: list[Sample] = []
@@ -164,7 +162,8 @@ async def bench_model(preset: str, work: Path, binary: Path, runs: int | None, t
                         via.append(await _stream(session, base + "/api/generate", ollama_body, ndjson=True))
                         cpu += sum(sup_proc.cpu_times()[:2]) - c0
                     else:
-                        straight.append(await _stream(session, dbase + "/completion", direct_body, ndjson=False))
+                        straight.append(await _stream(direct_session, dbase + "/completion", direct_body, ndjson=False))
+            await direct_session.close()
         med = statistics.median
         streamed = sum(s.tokens for s in via)
         result = {
@@ -185,9 +184,6 @@ async def bench_model(preset: str, work: Path, binary: Path, runs: int | None, t
         result["decode_ratio"] = result["decode_tps_llamasup"] / result["decode_tps_direct"]
         return result
     finally:
-        if direct is not None:
-            direct.terminate()
-            direct.wait(timeout=30)
         sup.terminate()
         sup.wait(timeout=30)
 

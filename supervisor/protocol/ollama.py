@@ -7,6 +7,7 @@ type) and options are checked with Ollama's own wording (reference/ollama-api.md
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from ..durations import DurationError, parse_go_duration
+from ..gojson import dumps as dumps  # re-exported: the wire encoding
 from ..errors import BadRequest, InvalidJSON, InvalidOption, MissingBody
 from ..pool.placement import RunnerOptions
 
@@ -237,6 +239,14 @@ def bound_num_predict(n_predict: int, num_ctx: int) -> int:
 # -- requests --------------------------------------------------------------------------------------
 
 
+def _check_request(struct: str, data: dict[str, Any]) -> None:
+    """The checks Ollama makes on every inference request before anything else."""
+    check_types(struct, data)
+    top = data.get("top_logprobs")
+    if top is not None and not 0 <= top <= 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+
+
 @dataclass
 class GenerateRequest:
     model: str
@@ -253,10 +263,7 @@ class GenerateRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GenerateRequest:
-        check_types("GenerateRequest", data)
-        top = data.get("top_logprobs")
-        if top is not None and not 0 <= top <= 20:
-            raise BadRequest("top_logprobs must be between 0 and 20")
+        _check_request("GenerateRequest", data)
         stream = data.get("stream")
         return cls(
             model=data.get("model") or "",
@@ -291,10 +298,7 @@ class ChatRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChatRequest:
-        check_types("ChatRequest", data)
-        top = data.get("top_logprobs")
-        if top is not None and not 0 <= top <= 20:
-            raise BadRequest("top_logprobs must be between 0 and 20")
+        _check_request("ChatRequest", data)
         messages = []
         for m in data.get("messages") or []:
             if not isinstance(m, dict):
@@ -333,29 +337,23 @@ def format_fields(fmt: Any, *, chat: bool) -> dict[str, Any]:
 
 # -- out -------------------------------------------------------------------------------------------
 
-_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
-            ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))  # fmt: skip
-
-
-def dumps(obj: Any) -> bytes:
-    """JSON as Go's encoder writes it (HTML characters and line separators escaped)."""
-    data = orjson.dumps(obj)
-    for raw, esc in _ESCAPES:
-        if raw in data:
-            data = data.replace(raw, esc)
-    return data
-
-
 def _trim_fraction(ns: int) -> str:
     frac = f"{ns:09d}".rstrip("0")
     return f".{frac}" if frac else ""
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_seconds(secs: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+
+
 def utc_now() -> str:
-    """``time.Now().UTC()`` in Go's RFC3339Nano (trailing zeros of the fraction trimmed)."""
-    ns = time.time_ns()
-    secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + _trim_fraction(frac) + "Z"
+    """``time.Now().UTC()`` in Go's RFC3339Nano (trailing zeros of the fraction trimmed).
+
+    Called once per streamed token, so the date part is formatted once per second.
+    """
+    secs, frac = divmod(time.time_ns(), 1_000_000_000)
+    return _utc_seconds(secs) + _trim_fraction(frac) + "Z"
 
 
 def format_local(dt: datetime) -> str:

@@ -39,6 +39,14 @@ def _error_text(status: int, body: bytes) -> str:
     return body.decode("utf-8", "replace").strip()
 
 
+def _event_error(err: Any) -> RunnerHTTPError:
+    """An ``{"error": ...}`` event sent after the stream started."""
+    if isinstance(err, dict):
+        status = err.get("code", 500)
+        return RunnerHTTPError(str(err.get("message", err)), status=status if isinstance(status, int) else 500)
+    return RunnerHTTPError(str(err), status=500)
+
+
 class RunnerClient:
     """Talks to one llama-server at ``base_url`` over a shared session."""
 
@@ -66,22 +74,21 @@ class RunnerClient:
             ) as resp:
                 if resp.status != 200:
                     raise RunnerHTTPError(_error_text(resp.status, await resp.read()), status=resp.status)
-                content = resp.content
-                while True:
-                    line = await content.readline()
-                    if not line:
-                        return
-                    if not line.startswith(b"data: "):
-                        continue  # blank separators and ":" keep-alive comments
-                    payload = line[6:].strip()
-                    if payload == b"[DONE]":
-                        return
-                    event = orjson.loads(payload)
-                    if isinstance(event, dict) and "error" in event:
-                        err = event["error"]
-                        message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-                        status = err.get("code", 500) if isinstance(err, dict) else 500
-                        raise RunnerHTTPError(str(message), status=status if isinstance(status, int) else 500)
-                    yield event
+                # Read whatever has arrived and split it ourselves: when tokens come faster than one
+                # wake-up per token, several events are handled per read (cheaper than readline).
+                pending = b""
+                async for data in resp.content.iter_any():
+                    pending += data
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if not line.startswith(b"data: "):
+                            continue  # blank separators and ":" keep-alive comments
+                        payload = line[6:]
+                        if payload.startswith(b"[DONE]"):
+                            return
+                        event = orjson.loads(payload)
+                        if isinstance(event, dict) and "error" in event:
+                            raise _event_error(event["error"])
+                        yield event
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise RunnerConnectionLost(str(e)) from e

@@ -98,6 +98,16 @@ class InferenceService:
         finally:
             await stream.aclose()
 
+    def _prepare(
+        self, requested: str, keep_alive_value: Any, request_options: dict[str, Any], fmt: Any, *, chat: bool
+    ) -> tuple[_Model, float | None | object, RunnerSpec, dict[str, Any]]:
+        """Everything a request needs before a runner: model, keep-alive, runner spec, request fields."""
+        model = self._resolve(requested)
+        keep_alive = wire.parse_keep_alive(keep_alive_value, UNSET)
+        options = wire.resolve_options(model.params, request_options)
+        body = self._sampling(model, options) | wire.format_fields(fmt, chat=chat)
+        return model, keep_alive, self._spec(model, options), body
+
     @staticmethod
     def _control(model: str, done_reason: str, *, chat: bool) -> Chunk:
         chunk: Chunk = {"model": model, "created_at": wire.utc_now()}
@@ -112,17 +122,13 @@ class InferenceService:
     # -- generate -----------------------------------------------------------------------------------
     async def generate(self, req: wire.GenerateRequest) -> AsyncGenerator[Chunk, None]:
         start = time.monotonic_ns()
-        model = self._resolve(req.model)
-        keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
+        model, keep_alive, spec, body = self._prepare(req.model, req.keep_alive, req.options, req.format, chat=False)
         if req.raw and (req.template or req.system or req.context):
             raise BadRequest("raw mode does not support template, system, or context")
-        options = wire.resolve_options(model.params, req.options)
-        spec = self._spec(model, options)
         if not req.prompt and keep_alive == 0:
             self.pool.expire(spec.model_key)
             yield self._control(req.model, "unload", chat=False)
             return
-        body = self._sampling(model, options) | wire.format_fields(req.format, chat=False)
         async with self.pool.lease(spec, keep_alive) as runner:
             load_ns = time.monotonic_ns() - start
             if not req.prompt:
@@ -176,15 +182,11 @@ class InferenceService:
         start = time.monotonic_ns()
         if not req.model.strip():
             raise BadRequest("model is required")
-        model = self._resolve(req.model)
-        keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
-        options = wire.resolve_options(model.params, req.options)
-        spec = self._spec(model, options)
+        model, keep_alive, spec, body = self._prepare(req.model, req.keep_alive, req.options, req.format, chat=True)
         if not req.messages and keep_alive == 0:
             self.pool.expire(spec.model_key)
             yield self._control(req.model, "unload", chat=True)
             return
-        body = self._sampling(model, options) | wire.format_fields(req.format, chat=True)
         messages: list[dict[str, Any]] = []
         if model.system and (not req.messages or req.messages[0].role != "system"):
             messages.append({"role": "system", "content": model.system})

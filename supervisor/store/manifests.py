@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .. import gojson
 from ..errors import InvalidModelName, LlamasupError, StoreError
 from .blobs import BLOB_MODE, ensure_dirs, fsync_dir
 from .layout import StoreLayout
@@ -55,14 +56,6 @@ _MEDIA_ALIASES: dict[str, frozenset[str]] = {
     MEDIA_TYPE_TEMPLATE: frozenset({MEDIA_TYPE_TEMPLATE, MEDIA_TYPE_PROMPT}),
     MEDIA_TYPE_PROMPT: frozenset({MEDIA_TYPE_TEMPLATE, MEDIA_TYPE_PROMPT}),
 }
-
-
-def go_json_bytes(obj: Any) -> bytes:
-    """Compact JSON as Go's ``encoding/json`` writes it (``<``, ``>``, ``&`` escaped)."""
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(raw, escaped)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 class Layer(BaseModel):
@@ -112,7 +105,7 @@ class Manifest(BaseModel):
             "config": self.config.to_go(),
             "layers": [layer.to_go() for layer in self.layers],
         }
-        return go_json_bytes(body) + b"\n"
+        return gojson.dumps(body) + b"\n"
 
     def layers_of(self, media_type: str) -> list[Layer]:
         """Layers of one media type, in manifest order (``prompt`` counts as ``template``)."""
@@ -177,7 +170,7 @@ class ConfigV2(BaseModel):
         out.update({k: v for k, v in optional.items() if v})
         out["architecture"] = self.architecture
         out["os"] = self.os
-        return go_json_bytes(out)
+        return gojson.dumps(out)
 
 
 @dataclass(frozen=True)
