@@ -108,6 +108,7 @@ class RunnerPool:
         self._entries: dict[str, _Entry] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
+        self._draining: set[_Entry] = set()  # retired but still leased: stopped when the last lease ends
         self._closed = False
 
     # -- intent -------------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class RunnerPool:
     async def close(self) -> None:
         """Stop every runner (loading ones too) and refuse new leases."""
         self._closed = True
-        for entry in list(self._entries.values()):
+        for entry in [*self._entries.values(), *self._draining]:
             if entry.load_task is not None and not entry.load_task.done():
                 entry.load_task.cancel()
             self._retire(entry, reason="shutdown", force=True)
@@ -221,11 +222,16 @@ class RunnerPool:
             entry.expiry.cancel()
             entry.expiry = None
         entry.retired = True
-        if (entry.refs == 0 or force) and entry.stop_task is None and not entry.stopped.is_set():
-            log.info("unloading model", model=entry.spec.name, reason=reason)
-            entry.stop_task = asyncio.create_task(self._stop(entry), name=f"stop-{entry.spec.name}")
-            self._stopping.add(entry.stop_task)
-            entry.stop_task.add_done_callback(self._stopping.discard)
+        if entry.stop_task is not None or entry.stopped.is_set():
+            return
+        if entry.refs > 0 and not force:
+            self._draining.add(entry)
+            return
+        self._draining.discard(entry)
+        log.info("unloading model", model=entry.spec.name, reason=reason)
+        entry.stop_task = asyncio.create_task(self._stop(entry), name=f"stop-{entry.spec.name}")
+        self._stopping.add(entry.stop_task)
+        entry.stop_task.add_done_callback(self._stopping.discard)
 
     # -- acting on processes ------------------------------------------------------------------------
     async def _load(self, entry: _Entry, previous: _Entry | None) -> None:
@@ -258,6 +264,7 @@ class RunnerPool:
         log.error("runner exited unexpectedly", model=entry.spec.name, detail=detail)
         if self._entries.get(entry.spec.model_key) is entry:
             del self._entries[entry.spec.model_key]
+        self._draining.discard(entry)
         entry.retired = True
         await process.stop()  # reap and clear the process group
         entry.stopped.set()

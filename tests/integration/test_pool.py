@@ -182,3 +182,27 @@ async def test_expire_unloads_idle_runner_now(fake_llama_server_bin: Path, run_d
         assert not pool.expire("m")
     finally:
         await pool.close()
+
+
+async def test_close_stops_a_retired_runner_that_is_still_leased(fake_llama_server_bin: Path, run_dir: Path) -> None:
+    """A runner retired for a reload but still leased is stopped by close() too, not left behind."""
+    spawner = RecordingSpawner(fake_llama_server_bin, run_dir)
+    pool = RunnerPool(spawn=spawner, default_keep_alive=None)
+    release = asyncio.Event()
+
+    async def hold_until_released() -> None:
+        async with pool.lease(spec(run_dir, ctx=2048)):
+            await release.wait()
+
+    holder = asyncio.create_task(hold_until_released())
+    await wait_until(lambda: pool.loaded() != [], what="the first runner")
+    reload = asyncio.create_task(_hold(pool, spec(run_dir, ctx=4096)))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await pool.close()
+    assert spawner.spawned[0][1].exited
+    release.set()
+    await holder
+    with pytest.raises((asyncio.CancelledError, RunnerStartError, PoolClosed)):
+        await reload
+    assert all(p.exited or p.pid is None for _, p in spawner.spawned)
