@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from ..errors import BadRequest, ModelNotFound, RunnerCrashed
-from ..pool.placement import effective_num_ctx, plan_runner
+from ..pool.placement import plan_runner
 from ..pool.pool import UNSET, Runner, RunnerPool, RunnerSpec
 from ..protocol import ollama as wire
 from ..runner.client import RunnerConnectionLost
@@ -77,12 +77,6 @@ class InferenceService:
         )
         return RunnerSpec(model_key=str(model.path), name=model.name.display, config=config)
 
-    def _sampling(self, model: _Model, options: wire.ResolvedOptions) -> dict[str, Any]:
-        body = dict(options.sampling)
-        num_ctx = effective_num_ctx(options.runner.num_ctx, self.settings, model.train_ctx)
-        body["n_predict"] = wire.bound_num_predict(int(body.get("n_predict", -1)), num_ctx)
-        return body
-
     @staticmethod
     async def _events(runner: Runner, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The runner's event stream; a broken connection becomes ``RunnerCrashed`` with the cause."""
@@ -105,8 +99,11 @@ class InferenceService:
         model = self._resolve(requested)
         keep_alive = wire.parse_keep_alive(keep_alive_value, UNSET)
         options = wire.resolve_options(model.params, request_options)
-        body = self._sampling(model, options) | wire.format_fields(fmt, chat=chat)
-        return model, keep_alive, self._spec(model, options), body
+        spec = self._spec(model, options)
+        body = dict(options.sampling) | wire.format_fields(fmt, chat=chat)
+        # num_predict is bounded by the per-slot context the runner is planned with.
+        body["n_predict"] = wire.bound_num_predict(int(body.get("n_predict", -1)), spec.config.ctx_per_slot)
+        return model, keep_alive, spec, body
 
     @staticmethod
     def _control(model: str, done_reason: str, *, chat: bool) -> Chunk:
