@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from supervisor.protocol.ollama import resolve_options  # noqa: E402
-from supervisor.runner.ports import free_port  # noqa: E402
+from tests.net import free_port  # noqa: E402
 from tests.models import write_model  # noqa: E402
 from tests.store_helpers import install_gguf  # noqa: E402
 

@@ -137,7 +137,7 @@ def subprocess_server(tmp_path: Path, models_dir: Path, llama_server_bin: Path) 
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(**env_overrides: str) -> tuple[subprocess.Popen[bytes], str]:
-        from supervisor.runner.ports import free_port
+        from tests.net import free_port
 
         port = free_port()
         env = dict(os.environ)

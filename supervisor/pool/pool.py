@@ -76,7 +76,6 @@ class _Entry:
     retired: bool = False
     stop_task: asyncio.Task[None] | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
-    loaded_at: float = 0.0
 
 
 class Runner:
@@ -251,7 +250,6 @@ class RunnerPool:
         except BaseException:
             await asyncio.shield(process.stop())
             raise
-        entry.loaded_at = time.monotonic()
         watcher = asyncio.create_task(self._watch(entry, process), name=f"watch-{spec.name}")
         self._watchers.add(watcher)  # held so it is not collected; it ends with its process
         watcher.add_done_callback(self._watchers.discard)

@@ -166,7 +166,7 @@ def test_killed_supervisor_leaves_no_runner(subprocess_server) -> None:  # type:
 
 def test_strays_from_a_dead_supervisor_are_stopped_at_start(subprocess_server, llama_server_bin: Path, tiny_gguf: Path) -> None:  # type: ignore[no-untyped-def]
     """A marked llama-server whose supervisor is gone is stopped when llamasup starts."""
-    from supervisor.runner.ports import free_port
+    from tests.net import free_port
 
     env = dict(os.environ)
     env[OWNER_ENV] = "999999:12.000"  # a supervisor that no longer exists

@@ -23,14 +23,10 @@ from typing import Any
 
 import pytest
 
+from tests.net import free_port
+
 FAKE = Path(__file__).resolve().parent.parent / "fakes" / "fake_llama_server.py"
 TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

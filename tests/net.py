@@ -1,4 +1,4 @@
-"""Small network helpers."""
+"""Network helpers for tests and benchmarks (llamasup itself binds no runner ports: runners use Unix sockets)."""
 
 from __future__ import annotations
 
