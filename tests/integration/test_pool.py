@@ -22,18 +22,18 @@ def spec(run_dir: Path, ctx: int = 2048, key: str = "m") -> RunnerSpec:
     return RunnerSpec(model_key=key, name=f"{key}:latest", config=RunnerConfig(model_path=model, alias=f"{key}:latest", ctx_size=ctx))
 
 
+async def _hold(pool: RunnerPool, s: RunnerSpec) -> int | None:
+    async with pool.lease(s) as runner:
+        return runner.process.pid
+
+
 async def test_concurrent_leases_share_one_load(fake_llama_server_bin: Path, run_dir: Path) -> None:
     """Requests for a loading model wait for the same load; one process is started."""
     spawner = RecordingSpawner(fake_llama_server_bin, run_dir, FAKE_LLAMA_LOAD_SECONDS="0.3")
     pool = RunnerPool(spawn=spawner, default_keep_alive=None)
     s = spec(run_dir)
-
-    async def use() -> int | None:
-        async with pool.lease(s) as runner:
-            return runner.process.pid
-
     try:
-        pids = await asyncio.gather(*(use() for _ in range(5)))
+        pids = await asyncio.gather(*(_hold(pool, s) for _ in range(5)))
         assert len(spawner.spawned) == 1 and len(set(pids)) == 1
     finally:
         await pool.close()
@@ -44,15 +44,10 @@ async def test_cancelled_waiter_does_not_cancel_the_load(fake_llama_server_bin: 
     spawner = RecordingSpawner(fake_llama_server_bin, run_dir, FAKE_LLAMA_LOAD_SECONDS="0.5")
     pool = RunnerPool(spawn=spawner, default_keep_alive=None)
     s = spec(run_dir)
-
-    async def use() -> None:
-        async with pool.lease(s):
-            pass
-
     try:
-        first = asyncio.create_task(use())
+        first = asyncio.create_task(_hold(pool, s))
         await wait_until(lambda: len(spawner.spawned) == 1, what="the load to start")
-        second = asyncio.create_task(use())
+        second = asyncio.create_task(_hold(pool, s))
         await asyncio.sleep(0)  # let the second request join the load
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -116,11 +111,6 @@ async def test_changed_parameters_reload_after_old_runner_stops(fake_llama_serve
         assert spawner.spawned[1][0].ctx_size == 4096 and new_pid != spawner.spawned[0][1].pid
     finally:
         await pool.close()
-
-
-async def _hold(pool: RunnerPool, s: RunnerSpec) -> int | None:
-    async with pool.lease(s) as runner:
-        return runner.process.pid
 
 
 async def test_crashed_runner_is_replaced(fake_llama_server_bin: Path, run_dir: Path) -> None:
