@@ -144,11 +144,11 @@ def parse_keep_alive(value: Any, unset: object) -> float | None | object:
 
 # -- options ---------------------------------------------------------------------------------------
 
-_INT_OPTIONS = {"num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch", "num_gpu",
+INT_OPTIONS = {"num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch", "num_gpu",
                 "main_gpu", "num_thread", "draft_num_predict"}  # fmt: skip
-_FLOAT_OPTIONS = {"top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
+FLOAT_OPTIONS = {"top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
                   "frequency_penalty"}  # fmt: skip
-_BOOL_OPTIONS = {"use_mmap"}
+BOOL_OPTIONS = {"use_mmap"}
 # Ollama's defaults (api.DefaultOptions at HEAD); sent explicitly so behaviour matches Ollama's.
 DEFAULT_OPTIONS: dict[str, Any] = {
     "num_keep": 4,
@@ -188,15 +188,15 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     for key, value in options.items():
         if value is None:
             continue
-        if key in _INT_OPTIONS:
+        if key in INT_OPTIONS:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidOption(f'option "{key}" must be of type integer')
             out[key] = int(value)
-        elif key in _FLOAT_OPTIONS:
+        elif key in FLOAT_OPTIONS:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidOption(f'option "{key}" must be of type float32')
             out[key] = float(value)
-        elif key in _BOOL_OPTIONS:
+        elif key in BOOL_OPTIONS:
             if not isinstance(value, bool):
                 raise InvalidOption(f'option "{key}" must be of type boolean')
             out[key] = value
