@@ -1,4 +1,4 @@
-"""The ``llamasup`` command. ``serve`` runs the server; the client commands arrive with a later issue.
+"""The ``llamasup`` command. ``serve`` runs the server; ``create`` is a client of its HTTP API.
 
 Shutdown (uvicorn's model): the first SIGINT/SIGTERM only sets a flag; the server then stops accepting,
 lets in-flight requests finish within ``--shutdown-timeout``, and the pool stops every runner. A second
@@ -39,7 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-format", dest="log_format", choices=["auto", "console", "json"])
     s.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     s.add_argument("--shutdown-timeout", type=float, default=10.0, help="seconds for in-flight requests at shutdown")
+    c = sub.add_parser("create", help="create a model from a Modelfile (server address from OLLAMA_HOST)")
+    c.add_argument("model", help="name of the model to create")
+    c.add_argument("-f", "--file", dest="file", help="Modelfile (default ./Modelfile, else FROM .)")
+    c.add_argument("-q", "--quantize", dest="quantize", default="", help="quantize to this level (e.g. q4_K_M)")
     return p
+
+
+def _create(args: argparse.Namespace) -> int:
+    from .modelfile.client import create_model
+    from .settings import client_base_url
+
+    base_url = client_base_url(os.environ)
+    try:
+        return asyncio.run(create_model(base_url, args.model, args.file, args.quantize, out=sys.stdout, err=sys.stderr))
+    except KeyboardInterrupt:
+        return 130
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
@@ -90,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         args = _parser().parse_args(["serve", *(argv or sys.argv[1:])])
+    if args.command == "create":
+        return _create(args)
     try:
         settings = load_settings(flags=_flags(args))
     except ConfigError as e:

@@ -51,6 +51,8 @@ class Settings:
     log_format: str = "auto"  # auto | console | json
     log_level: str = "info"
     config_file: Path | None = None
+    model_dirs: tuple[Path, ...] = ()  # LLAMASUP_MODEL_DIRS: read-only directories of GGUFs used in place
+    noprune: bool = False  # OLLAMA_NOPRUNE: keep unreferenced blobs at start-up
 
     @property
     def listen_url(self) -> str:
@@ -98,6 +100,21 @@ def parse_host(value: str) -> tuple[str, int]:
     return (host or "127.0.0.1"), port
 
 
+def client_base_url(env: Mapping[str, str]) -> str:
+    """Where the CLI's client commands connect: ``OLLAMA_HOST`` as a URL (default http://127.0.0.1:11434).
+
+    A wildcard listen address (``0.0.0.0``, ``::``) means "this machine" to a client; a path prefix
+    (a server behind a reverse proxy) is kept, as Ollama's client keeps it.
+    """
+    raw = _clean(env.get("OLLAMA_HOST", ""))
+    scheme = "https" if raw.lower().startswith("https://") else "http"
+    host, port = parse_host(raw)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    path = raw.split("://", 1)[-1].partition("/")[2].rstrip("/")
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{scheme}://{netloc}" + (f"/{path}" if path else "")
+
+
 def parse_keep_alive_env(value: str) -> float | None:
     """``OLLAMA_KEEP_ALIVE``: a Go duration or integer seconds; negative = forever; invalid = 5m."""
     s = _clean(value)
@@ -126,6 +143,11 @@ def _parse_uint(value: str, default: int) -> int:
     except ValueError:
         return default
     return n if n >= 0 else default
+
+
+def parse_model_dirs(value: str) -> tuple[Path, ...]:
+    """``LLAMASUP_MODEL_DIRS``: directories separated by ``os.pathsep`` (``:``), like ``PATH``."""
+    return tuple(Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip())
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -177,6 +199,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for var, key in (("LLAMASUP_CACHE_RAM_MIB", "cache_ram_mib"), ("LLAMASUP_THREADS", "runner_threads")):
         if (v := get(var)) is not None:
             out[key] = _parse_uint(v, 0)
+    if (v := get("OLLAMA_NOPRUNE")) is not None:
+        out["noprune"] = _parse_bool(v)
+    if (v := get("LLAMASUP_MODEL_DIRS")) is not None:
+        out["model_dirs"] = parse_model_dirs(_clean(v))
     if (v := get("LLAMASUP_STOP_GRACE")) is not None:
         out["stop_grace"] = float(_clean(v))
     return out
@@ -203,6 +229,9 @@ def _from_file(path: Path) -> dict[str, Any]:
             out[key] = parse_keep_alive_env(str(value))
         elif key in ("models_dir", "llama_server", "cache_dir", "runtime_dir"):
             out[key] = Path(str(value)).expanduser()
+        elif key == "model_dirs":
+            items = value if isinstance(value, list) else parse_model_dirs(str(value))
+            out[key] = tuple(Path(str(item)).expanduser() for item in items)
         elif key == "origins":
             out[key] = tuple(value) if isinstance(value, list) else tuple(str(value).split(","))
         else:
