@@ -5,16 +5,20 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 RUNNER = $$(./build_runner.sh | tail -n 1)
 PYTEST_ARGS ?=
+# torch for the convert extra, pinned exactly and installed first: where a local CPU wheel is on
+# pip's find-links (CI, /opt/wheels) pip takes it instead of resolving a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
 
 .PHONY: install runner serve test typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check '$(TORCH)'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test,convert]'
 	touch $(STAMP)
 
-## install: create .venv, install llamasup with its test extra, build (or reuse) the llama-server runner
+## install: create .venv, install llamasup with its test and convert extras, build (or reuse) the runner
 install: $(STAMP) runner
 
 ## runner: build llama.cpp from pinned source into ~/.cache/llamasup/runners (a no-op when cached)

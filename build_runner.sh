@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build llama.cpp's llama-server (plus ggml-rpc-server and llama-quantize) from pinned source into a
 # cache keyed by source hash + backend + flags, and print the absolute path of llama-server as the
-# last line of stdout.
+# last line of stdout. The same source's safetensors converter (convert_hf_to_gguf.py with its
+# conversion/ and gguf-py/) is copied beside the binaries as <runner>/convert/, so that /api/create
+# converts with exactly the llama.cpp that will run the result.
 #
 # Source: the llama.cpp tree vendored in the PyPI sdist llama-cpp-python==0.3.36 (llama.cpp 0c1e570),
 # fetched with pip (the only network it uses), checked against a pinned sha256 and unpacked into
@@ -80,7 +82,10 @@ key_input="$PKG_SHA256|$RECIPE_VERSION|$backend|${cmake_flags[*]}|$(uname -sm)|$
 key="$LLAMA_COMMIT-$backend-$(printf '%s' "$key_input" | sha | cut -c1-12)"
 dest="$cache_root/runners/$key"
 
-if [[ -x "$dest/bin/llama-server" && -f "$dest/COMPLETE" ]]; then
+cached() { [[ -x "$dest/bin/llama-server" && -f "$dest/COMPLETE" ]]; }
+has_converter() { [[ -f "$1/convert/convert_hf_to_gguf.py" ]]; }
+
+if cached && has_converter "$dest"; then
     say "cached runner $key"
     echo "$dest/bin/llama-server"
     exit 0
@@ -90,33 +95,53 @@ mkdir -p "$cache_root/runners" "$cache_root/src"
 # One build per key at a time; a second caller waits and then finds the finished build.
 exec 9>"$cache_root/runners/.$key.lock"
 if command -v flock >/dev/null 2>&1; then flock 9; fi
-if [[ -x "$dest/bin/llama-server" && -f "$dest/COMPLETE" ]]; then
+if cached && has_converter "$dest"; then
     say "cached runner $key (built by a concurrent run)"
     echo "$dest/bin/llama-server"
     exit 0
 fi
 
-sdist="$cache_root/src/llama_cpp_python-$PKG_VERSION.tar.gz"
-if [[ ! -f "$sdist" ]] || [[ "$(sha "$sdist" | cut -d' ' -f1)" != "$PKG_SHA256" ]]; then
-    say "fetching llama-cpp-python==$PKG_VERSION source distribution"
-    tmpdl="$(mktemp -d "$cache_root/src/.dl.XXXXXX")"
-    "$python" -m pip download --quiet --disable-pip-version-check --no-binary :all: --no-deps \
-        "llama-cpp-python==$PKG_VERSION" -d "$tmpdl" >&2 \
-        || { rm -rf "$tmpdl"; die "pip could not download llama-cpp-python==$PKG_VERSION"; }
-    mv -f "$tmpdl/llama_cpp_python-$PKG_VERSION.tar.gz" "$sdist"
-    rm -rf "$tmpdl"
-fi
-got="$(sha "$sdist" | cut -d' ' -f1)"
-[[ "$got" == "$PKG_SHA256" ]] || { rm -f "$sdist"; die "sha256 mismatch for $sdist: got $got, want $PKG_SHA256"; }
-
 vendor="$here/vendor/llama.cpp"
-if [[ "$(cat "$vendor/.llamasup-source" 2>/dev/null)" != "$PKG_SHA256" ]]; then
+# The pinned source in vendor/llama.cpp: fetched (sha256-checked) and unpacked unless already there.
+ensure_source() {
+    [[ "$(cat "$vendor/.llamasup-source" 2>/dev/null)" == "$PKG_SHA256" ]] && return 0
+    local sdist="$cache_root/src/llama_cpp_python-$PKG_VERSION.tar.gz" got tmpdl
+    if [[ ! -f "$sdist" ]] || [[ "$(sha "$sdist" | cut -d' ' -f1)" != "$PKG_SHA256" ]]; then
+        say "fetching llama-cpp-python==$PKG_VERSION source distribution"
+        tmpdl="$(mktemp -d "$cache_root/src/.dl.XXXXXX")"
+        "$python" -m pip download --quiet --disable-pip-version-check --no-binary :all: --no-deps \
+            "llama-cpp-python==$PKG_VERSION" -d "$tmpdl" >&2 \
+            || { rm -rf "$tmpdl"; die "pip could not download llama-cpp-python==$PKG_VERSION"; }
+        mv -f "$tmpdl/llama_cpp_python-$PKG_VERSION.tar.gz" "$sdist"
+        rm -rf "$tmpdl"
+    fi
+    got="$(sha "$sdist" | cut -d' ' -f1)"
+    [[ "$got" == "$PKG_SHA256" ]] || { rm -f "$sdist"; die "sha256 mismatch for $sdist: got $got, want $PKG_SHA256"; }
     say "unpacking llama.cpp $LLAMA_COMMIT into vendor/llama.cpp"
     rm -rf "$vendor" "$vendor.tmp"
     mkdir -p "$vendor.tmp"
     tar -xzf "$sdist" -C "$vendor.tmp" --strip-components=3 "llama_cpp_python-$PKG_VERSION/vendor/llama.cpp"
     echo "$PKG_SHA256" >"$vendor.tmp/.llamasup-source"
     mv "$vendor.tmp" "$vendor"
+}
+
+# Copy the safetensors converter into runner directory $1 as $1/convert (complete or absent).
+install_converter() {
+    local tmp="$1/.convert.tmp"
+    rm -rf "$tmp" "$1/convert"
+    mkdir -p "$tmp"
+    cp -R "$vendor/convert_hf_to_gguf.py" "$vendor/conversion" "$vendor/gguf-py" "$tmp/"
+    find "$tmp" -name __pycache__ -type d -prune -exec rm -rf {} +
+    mv "$tmp" "$1/convert"
+}
+
+ensure_source
+if cached; then
+    # Binaries built before the converter was part of the runner: add it, keep the build.
+    install_converter "$dest"
+    say "cached runner $key (converter added)"
+    echo "$dest/bin/llama-server"
+    exit 0
 fi
 
 jobs="${LLAMASUP_BUILD_JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}"
@@ -135,6 +160,7 @@ for t in "${TARGETS[@]}"; do cp "$build/bin/$t" "$stage/bin/"; done
 # Backends that still produce shared objects (e.g. CUDA's) travel with the binaries.
 find "$build/bin" -maxdepth 1 -name '*.so*' -exec cp -P {} "$stage/bin/" \; 2>/dev/null || true
 "$stage/bin/llama-server" --version >/dev/null 2>&1 || die "the built llama-server does not run"
+install_converter "$stage"
 printf 'key=%s\nbackend=%s\nflags=%s\nseconds=%s\n' "$key" "$backend" "${cmake_flags[*]}" "$((SECONDS - start))" >"$stage/COMPLETE"
 rm -rf "$dest"
 mv "$stage" "$dest"

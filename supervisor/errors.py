@@ -12,12 +12,14 @@ message that is already the exact text Ollama sends (``error`` field), so the HT
     │   ├── MissingBody            "missing request body"
     │   ├── InvalidJSON            Go encoding/json style messages
     │   ├── InvalidModelName       "invalid model name" (routes may pass their own wording)
-    │   └── InvalidOption          option type errors (status 500, as Ollama)
+    │   ├── InvalidOption          option type errors (status 500, as Ollama)
+    │   └── ModelfileError         Modelfile syntax or PARAMETER value, "(line N): …" where known
     ├── NotFound (404)
     │   └── ModelNotFound          "model '<name>' not found"
     ├── ServerBusy (503)           queue full
     ├── RequestCanceled (499)      client went away while waiting
     ├── StoreError (500)           corrupt manifest or missing blob
+    ├── ConversionError (500)      convert/quantize failed or cannot run (exit status + output tail)
     ├── RunnerError (500)          anything about a llama-server process
     │   ├── RunnerBinaryNotFound   no llama-server; names build_runner.sh
     │   ├── RunnerStartError       exited or stalled while loading (exit status + stderr tail)
@@ -68,6 +70,19 @@ class InvalidOption(BadRequest):
     status = 500
 
 
+class ModelfileError(BadRequest):
+    """A Modelfile that cannot be turned into a create request; ``line`` is 0 when not tied to one.
+
+    The line prefix is part of the message because Ollama's parser puts it there, and it is what a
+    user needs to find the mistake.
+    """
+
+    def __init__(self, message: str, *, line: int = 0) -> None:
+        super().__init__(f"(line {line}): {message}" if line > 0 else message)
+        self.line = line
+        self.detail = message
+
+
 class NotFound(LlamasupError):
     status = 404
 
@@ -94,6 +109,10 @@ class RequestCanceled(LlamasupError):
 
 class StoreError(LlamasupError):
     """The model store holds something unreadable (corrupt manifest, missing blob)."""
+
+
+class ConversionError(LlamasupError):
+    """Converting safetensors to GGUF or quantizing a GGUF failed, or the tools for it are missing."""
 
 
 class RunnerError(LlamasupError):

@@ -3,6 +3,10 @@
 Order: ``LLAMASUP_LLAMA_SERVER`` (an existing build: distro, Homebrew, release), then the newest
 complete build in llamasup's runner cache (what ``build_runner.sh`` produces), then ``llama-server``
 on ``PATH``. ``make serve``/``make test`` pass the exact path that build_runner.sh printed.
+
+The other llama.cpp tools (``llama-quantize``, ``ggml-rpc-server``) are found next to the chosen
+llama-server: build_runner.sh builds them together, so a tool from elsewhere could come from another
+llama.cpp version with other file-type numbers.
 """
 
 from __future__ import annotations
@@ -35,3 +39,14 @@ def find_llama_server(settings: Settings) -> Path:
     if on_path:
         return Path(on_path).resolve()
     raise RunnerBinaryNotFound(f"no llama-server found in {settings.runners_dir} or on PATH; {BUILD_HINT}")
+
+
+def find_tool(llama_server: Path, name: str) -> Path:
+    """The llama.cpp tool ``name`` beside ``llama_server``, or ``RunnerBinaryNotFound`` naming the fix."""
+    path = llama_server.parent / name
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    raise RunnerBinaryNotFound(
+        f"{name} not found next to {llama_server}: run ./build_runner.sh (it builds {name} with llama-server) "
+        "or set LLAMASUP_LLAMA_SERVER to a llama-server that has it in the same directory"
+    )

@@ -44,7 +44,7 @@ _LEVELS = {"E": "error", "W": "warning"}
 log = structlog.get_logger("supervisor.runner")
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the child receive SIGKILL when the supervisor dies (Linux)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -118,7 +118,7 @@ class RunnerProcess:
                 stderr=asyncio.subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=die_with_parent(os.getpid()),
                 limit=1 << 20,
             )
         except OSError as e:
