@@ -36,7 +36,15 @@ def effective_num_ctx(requested: int | None, settings: Settings, train_ctx: int 
 
 
 def plan_runner(
-    *, model_path: Path, alias: str, train_ctx: int | None, options: RunnerOptions, settings: Settings
+    *,
+    model_path: Path,
+    alias: str,
+    train_ctx: int | None,
+    options: RunnerOptions,
+    settings: Settings,
+    projector: Path | None = None,
+    adapters: tuple[Path, ...] = (),
+    repack: bool = True,
 ) -> RunnerConfig:
     num_ctx = effective_num_ctx(options.num_ctx, settings, train_ctx)
     parallel = max(settings.num_parallel, 1)
@@ -51,4 +59,7 @@ def plan_runner(
         flash_attention=settings.flash_attention,
         kv_cache_type=settings.kv_cache_type,
         cache_ram_mib=settings.cache_ram_mib,
+        projector=projector,
+        adapters=adapters,
+        repack=repack,
     )

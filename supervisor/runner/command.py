@@ -31,6 +31,9 @@ class RunnerConfig:
     flash_attention: bool | None = None
     kv_cache_type: str = ""
     cache_ram_mib: int = 1024
+    projector: Path | None = None  # --mmproj (a projector layer, or mmproj*.gguf beside an in-place model)
+    adapters: tuple[Path, ...] = ()  # --lora, each
+    repack: bool = True  # False: --no-repack (CPUs where repacking crashes; pool/hardware.py)
 
     @property
     def ctx_per_slot(self) -> int:
@@ -56,6 +59,12 @@ def build_argv(binary: Path, config: RunnerConfig, socket_path: Path) -> list[st
         "--log-prefix",
         "--log-colors", "off",
     ]  # fmt: skip
+    if config.projector is not None:
+        argv += ["--mmproj", str(config.projector)]
+    for adapter in config.adapters:
+        argv += ["--lora", str(adapter)]
+    if not config.repack:
+        argv.append("--no-repack")
     if config.threads > 0:
         argv += ["--threads", str(config.threads)]
     if config.batch_size:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from supervisor.pool.hardware import parse_cpu_flags, repack_is_safe
 from supervisor.pool.placement import RunnerOptions, effective_num_ctx, plan_runner
 from supervisor.runner.command import OWNER_ENV, RunnerConfig, build_argv, child_env
 from supervisor.settings import Settings
@@ -53,3 +54,25 @@ def test_plan_multiplies_context_by_parallel() -> None:
     cfg = plan_runner(model_path=Path("/m"), alias="m", train_ctx=None, options=RunnerOptions(num_ctx=2048), settings=Settings(num_parallel=3))
     assert (cfg.ctx_size, cfg.parallel, cfg.ctx_per_slot) == (6144, 3, 2048)
     assert cfg.gpu_layers is None
+
+
+def test_projector_adapters_and_repack_flags() -> None:
+    """A projector becomes --mmproj, each adapter --lora, and repack=False --no-repack."""
+    config = RunnerConfig(
+        model_path=Path("/m.gguf"), alias="m", ctx_size=64, projector=Path("/p.gguf"),
+        adapters=(Path("/a1.gguf"), Path("/a2.gguf")), repack=False,
+    )  # fmt: skip
+    argv = build_argv(Path("/bin/llama-server"), config, Path("/run/r1.sock"))
+    assert argv[argv.index("--mmproj") + 1] == "/p.gguf"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--lora"] == ["/a1.gguf", "/a2.gguf"]
+    assert "--no-repack" in argv
+    plain = build_argv(Path("/bin/llama-server"), RunnerConfig(model_path=Path("/m.gguf"), alias="m", ctx_size=64), Path("/s.sock"))
+    assert "--mmproj" not in plain and "--lora" not in plain and "--no-repack" not in plain
+
+
+def test_repack_is_off_exactly_on_amx_cpus() -> None:
+    """CPUs with amx_int8 get --no-repack (repacking crashes there); others keep it."""
+    amx = parse_cpu_flags("processor\t: 0\nflags\t\t: fpu sse avx512f amx_tile amx_int8 amx_bf16\n")
+    assert "amx_int8" in amx and not repack_is_safe(amx)
+    assert repack_is_safe(parse_cpu_flags("flags\t: fpu sse avx2\n"))
+    assert repack_is_safe(parse_cpu_flags("Features\t: fp asimd\n"))  # arm64 spelling
