@@ -1,12 +1,14 @@
 """The aiohttp application: routes, the error middleware, and ordered lifetimes (``cleanup_ctx``).
 
 Start-up: stop strays from an earlier crash, find the llama-server binary, make a private directory
-for the runners' Unix sockets, create the pool and services. Shutdown runs in reverse: the pool stops
-every runner (SIGTERM, grace, SIGKILL), then the socket directory is removed.
+for the runners' Unix sockets, prune the store (unless ``OLLAMA_NOPRUNE``), create the pool and
+services. Shutdown runs in reverse: the pool stops every runner (SIGTERM, grace, SIGKILL), then the
+socket directory is removed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -18,17 +20,21 @@ import structlog
 from aiohttp import web
 
 from .api.errors import error_middleware
-from .api.keys import CATALOG, INFERENCE, POOL, SETTINGS
+from .api.keys import BUILD, CATALOG, INFERENCE, POOL, SETTINGS
 from .api.ollama_routes import add_routes
 from .pool.pool import RunnerPool, Spawner
 from .runner.binary import find_llama_server
 from .runner.command import RunnerConfig, build_argv, child_env
 from .runner.process import RunnerProcess
 from .runner.strays import owner_token, stop_strays
+from .modelfile.build import BuildContext
 from .service.catalog import CatalogService
 from .service.inference import InferenceService
 from .settings import Settings
 from .store import ModelStore, StoreLayout
+from .store.guard import StoreGuard
+from .store.index import ModelIndex
+from .store.prune import prune_store
 
 log = structlog.get_logger("supervisor.app")
 _SYSTEM_LLAMA_CONFIG = Path("/etc/llama.cpp/config.ini")
@@ -66,9 +72,16 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     run_dir = Path(tempfile.mkdtemp(prefix="llamasup-", dir=settings.runtime_dir))
     pool = RunnerPool(spawn=make_spawner(settings, binary, run_dir), default_keep_alive=settings.keep_alive)
     store = ModelStore(StoreLayout(settings.models_dir))
+    if settings.noprune:
+        log.info("not pruning the store", reason="OLLAMA_NOPRUNE")
+    else:
+        await asyncio.to_thread(prune_store, store)
+    index = ModelIndex(store, settings.model_dirs)
+    guard = StoreGuard()
     app[POOL] = pool
-    app[INFERENCE] = InferenceService(settings, store, pool)
-    app[CATALOG] = CatalogService(store)
+    app[INFERENCE] = InferenceService(settings, index, pool)
+    app[CATALOG] = CatalogService(store, index, guard)
+    app[BUILD] = BuildContext(store=store, index=index, guard=guard, llama_server=binary)
     try:
         yield
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..modelfile.build import BuildContext
 from ..pool.pool import RunnerPool
 from ..service.catalog import CatalogService
 from ..service.inference import InferenceService
@@ -13,3 +14,4 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", RunnerPool)
 INFERENCE = web.AppKey("inference", InferenceService)
 CATALOG = web.AppKey("catalog", CatalogService)
+BUILD = web.AppKey("build", BuildContext)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
+from ..errors import NotFound
+from ..modelfile.build import create_model
 from ..protocol import ollama as wire
+from ..protocol.create import parse_create_request
 from ..service.inference import collect
-from .keys import CATALOG, INFERENCE
+from .keys import BUILD, CATALOG, INFERENCE
 from .streaming import respond
 
 OLLAMA_VERSION = "0.33.0"  # the Ollama release whose API llamasup speaks; clients compare it
@@ -17,12 +22,11 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    return web.Response(body=wire.dumps({"version": OLLAMA_VERSION}), content_type="application/json", charset="utf-8")
+    return _json({"version": OLLAMA_VERSION})
 
 
 async def tags(request: web.Request) -> web.Response:
-    body = wire.dumps(request.app[CATALOG].tags())
-    return web.Response(body=body, content_type="application/json", charset="utf-8")
+    return _json(await asyncio.to_thread(request.app[CATALOG].tags))
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
@@ -35,9 +39,56 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return await respond(request, request.app[INFERENCE].chat(req), stream=req.stream, collect=collect)
 
 
+def _json(body: object) -> web.Response:
+    return web.Response(body=wire.dumps(body), content_type="application/json", charset="utf-8")
+
+
+async def show(request: web.Request) -> web.Response:
+    data = wire.decode_body(await request.read())
+    agent = request.headers.get("User-Agent", "")
+    return _json(await asyncio.to_thread(request.app[CATALOG].show, data, user_agent=agent))
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    req = parse_create_request(wire.decode_body(await request.read()))
+    return await respond(request, create_model(request.app[BUILD], req), stream=req.stream, collect=lambda c: c[-1])
+
+
+async def copy(request: web.Request) -> web.Response:
+    await request.app[CATALOG].copy(wire.decode_body(await request.read()))
+    return web.Response()
+
+
+async def delete(request: web.Request) -> web.Response:
+    await request.app[CATALOG].delete(wire.decode_body(await request.read()))
+    return web.Response()
+
+
+async def head_blob(request: web.Request) -> web.Response:
+    digest = request.match_info["digest"]
+    if not request.app[CATALOG].blob_exists(digest):
+        raise NotFound(f'blob "{digest}" not found')
+    return web.Response()
+
+
+async def post_blob(request: web.Request) -> web.Response:
+    digest = request.match_info["digest"]
+    catalog = request.app[CATALOG]
+    if catalog.blob_exists(digest):
+        return web.Response()  # already present: 200, body not read (as Ollama)
+    await catalog.upload_blob(digest, request.content.iter_chunked(1 << 20))
+    return web.Response(status=201)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", root)  # GET and HEAD
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/tags", tags)
     app.router.add_post("/api/generate", generate)
     app.router.add_post("/api/chat", chat)
+    app.router.add_post("/api/show", show)
+    app.router.add_post("/api/create", create)
+    app.router.add_post("/api/copy", copy)
+    app.router.add_delete("/api/delete", delete)
+    app.router.add_head("/api/blobs/{digest}", head_blob)
+    app.router.add_post("/api/blobs/{digest}", post_blob)

@@ -20,13 +20,14 @@ from typing import Any
 import structlog
 
 from ..errors import BadRequest, ModelNotFound, RunnerCrashed
+from ..pool.hardware import cpu_flags, repack_is_safe
 from ..pool.placement import plan_runner
 from ..pool.pool import UNSET, Runner, RunnerPool, RunnerSpec
 from ..protocol import ollama as wire
 from ..runner.client import RunnerConnectionLost
 from ..settings import Settings
-from ..store import ModelName, ModelStore, read_gguf_info
-from ..store.manifests import MEDIA_TYPE_SYSTEM
+from ..store import ModelName, read_gguf_info
+from ..store.index import ModelIndex
 
 log = structlog.get_logger("supervisor.inference")
 Chunk = dict[str, Any]
@@ -41,30 +42,34 @@ class _Model:
     train_ctx: int | None
     params: dict[str, Any]
     system: str | None
+    projector: Path | None
+    adapters: tuple[Path, ...]
 
 
 class InferenceService:
-    def __init__(self, settings: Settings, store: ModelStore, pool: RunnerPool) -> None:
+    def __init__(self, settings: Settings, models: ModelIndex, pool: RunnerPool) -> None:
         self.settings = settings
-        self.store = store
+        self.models = models
         self.pool = pool
+        self.repack = repack_is_safe(cpu_flags())
 
     # -- shared steps -------------------------------------------------------------------------------
     def _resolve(self, requested: str) -> _Model:
         if not requested.strip():
             raise ModelNotFound("")
-        name = ModelName.parse(requested)
-        local = self.store.resolve(name)
-        if local is None:
+        ref = self.models.find(ModelName.parse(requested))
+        if ref is None:
             raise ModelNotFound(requested)
-        path = self.store.model_blob(local)
-        info = read_gguf_info(path)
+        files = self.models.files(ref)
+        info = read_gguf_info(files.weights)
         return _Model(
-            name=local.name,
-            path=path,
+            name=ref.name,
+            path=files.weights,
             train_ctx=info.context_length,
-            params=self.store.read_params(local),
-            system=self.store.read_text_layer(local, MEDIA_TYPE_SYSTEM),
+            params=files.params,
+            system=files.system,
+            projector=files.projectors[0] if files.projectors else None,
+            adapters=files.adapters,
         )
 
     def _spec(self, model: _Model, options: wire.ResolvedOptions) -> RunnerSpec:
@@ -74,6 +79,9 @@ class InferenceService:
             train_ctx=model.train_ctx,
             options=options.runner,
             settings=self.settings,
+            projector=model.projector,
+            adapters=model.adapters,
+            repack=self.repack,
         )
         return RunnerSpec(model_key=str(model.path), name=model.name.display, config=config)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -50,6 +51,9 @@ def fsync_dir(path: Path) -> None:
 class BlobWriter:
     """One blob being written: ``write`` chunks, read ``digest``, then ``commit`` or ``abort``.
 
+    ``write``, ``commit`` and ``abort`` hold a lock, so an ``abort`` from a cancelled request waits
+    for a ``write`` still running in a worker thread instead of closing the file under it.
+
     Used as a context manager, leaving the block without ``commit`` (an exception, a digest the
     caller rejected) aborts, so no temp file survives::
 
@@ -65,6 +69,7 @@ class BlobWriter:
         self._layout = layout
         self._hash = hashlib.sha256()
         self._size = 0
+        self._lock = threading.Lock()
         try:
             ensure_dirs(layout.blobs_dir)
             fd, tmp = tempfile.mkstemp(dir=layout.blobs_dir, prefix="sha256-", suffix=".tmp")
@@ -83,18 +88,26 @@ class BlobWriter:
         return self._size
 
     def write(self, data: bytes) -> None:
+        with self._lock:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
         if self._file is None:
             raise StoreError("blob writer already closed")
         try:
             self._file.write(data)
         except OSError as exc:
-            self.abort()
+            self._abort()
             raise StoreError(f"writing blob: {exc}") from exc
         self._hash.update(data)
         self._size += len(data)
 
     def commit(self) -> str:
         """Flush, fsync and move the blob into place (or touch the existing one); returns its digest."""
+        with self._lock:
+            return self._commit()
+
+    def _commit(self) -> str:
         if self._file is None or self._tmp is None:
             raise StoreError("blob writer already closed")
         digest = self.digest
@@ -113,12 +126,16 @@ class BlobWriter:
                 fsync_dir(final.parent)
             self._tmp = None
         except OSError as exc:
-            self.abort()
+            self._abort()
             raise StoreError(f"writing blob {digest}: {exc}") from exc
         return digest
 
     def abort(self) -> None:
         """Discard the temp file; safe to call more than once and after ``commit``."""
+        with self._lock:
+            self._abort()
+
+    def _abort(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -161,6 +178,39 @@ def write_blob_bytes(layout: StoreLayout, data: bytes) -> str:
     with BlobWriter(layout) as writer:
         writer.write(data)
         return writer.commit()
+
+
+def adopt_file(layout: StoreLayout, path: Path) -> str:
+    """Move a finished file written inside ``blobs/`` (a quantize or conversion output) into place
+    under its digest, without copying it; returns ``sha256:<hex>``. The file is gone afterwards."""
+    try:
+        digest = file_digest(path)
+        final = layout.blob_path(digest)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        if final.exists():
+            os.utime(final)
+            path.unlink()
+        else:
+            os.chmod(path, BLOB_MODE)
+            os.replace(path, final)
+            fsync_dir(final.parent)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise StoreError(f"storing {path.name}: {exc}") from exc
+    return digest
+
+
+def temp_blob_path(layout: StoreLayout, suffix: str = ".tmp") -> Path:
+    """A fresh, empty temp file in ``blobs/`` (same file system as the blobs, so a rename is atomic);
+    its name is not a digest, so start-up pruning removes it if llamasup dies before using it."""
+    try:
+        ensure_dirs(layout.blobs_dir)
+        fd, tmp = tempfile.mkstemp(dir=layout.blobs_dir, prefix="sha256-", suffix=suffix)
+    except OSError as exc:
+        raise StoreError(f"creating a file in {layout.blobs_dir}: {exc}") from exc
+    os.close(fd)
+    return Path(tmp)
 
 
 def file_digest(path: Path) -> str:

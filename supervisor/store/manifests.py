@@ -200,7 +200,7 @@ class ModelStore:
     def list_models(self) -> list[LocalModel]:
         """Every readable manifest in the store, newest first; corrupt ones are logged and skipped."""
         models: list[LocalModel] = []
-        for name, path in self._manifest_files():
+        for name, path in self.manifest_files():
             try:
                 models.append(self._load(name, path))
             except FileNotFoundError:
@@ -355,9 +355,26 @@ class ModelStore:
         fsync_dir(path.parent)
         return target
 
+    def delete_manifest(self, model: LocalModel) -> None:
+        """Remove a model's manifest and the directories that leaves empty (blobs are not touched)."""
+        try:
+            model.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"deleting manifest of '{model.name.display}': {exc}") from exc
+        fsync_dir(model.path.parent)
+        directory = model.path.parent
+        while directory != self.layout.manifests_dir and self.layout.manifests_dir in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                break  # not empty
+            directory = directory.parent
+
     # -- internals ----------------------------------------------------------------------------
 
-    def _manifest_files(self) -> list[tuple[ModelName, Path]]:
+    def manifest_files(self) -> list[tuple[ModelName, Path]]:
         """``(name, path)`` of every regular file at depth host/namespace/model/tag whose path
         parts form a valid name (temp files and stray files are not models)."""
         out: list[tuple[ModelName, Path]] = []
