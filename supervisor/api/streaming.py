@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from ..errors import LlamasupError
 from ..protocol.ollama import dumps
 
+log = structlog.get_logger("supervisor.api")
 Chunk = dict[str, Any]
 _CONTROL = ("load", "unload")
 
@@ -41,6 +43,9 @@ async def respond(
             await response.write(dumps({"error": e.message}) + b"\n")
         except ConnectionResetError:  # the client went away; closing the chunks stops the runner
             return response
+        except Exception as e:  # a bug must not cut the stream without a word: say it, log it
+            log.exception("stream failed", path=request.path)
+            await response.write(dumps({"error": f"internal error: {e}"}) + b"\n")
         await response.write_eof()
         return response
     finally:

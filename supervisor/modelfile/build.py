@@ -234,8 +234,6 @@ class _Builder:
             shutil.rmtree(workdir, ignore_errors=True)
 
     async def adapters(self) -> AsyncGenerator[Progress, None]:
-        if len(self.req.adapters) > 1:
-            raise BadRequest("only one adapter is currently supported")
         for name, digest in self.req.adapters.items():
             if name.lower().endswith(".safetensors"):
                 raise BadRequest(

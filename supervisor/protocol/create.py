@@ -103,6 +103,8 @@ def parse_create_request(data: dict[str, Any]) -> CreateRequest:
         raise BadRequest("neither 'from' or 'files' was specified")
     if from_ and ModelName.try_parse(from_) is None:
         raise InvalidModelName()
+    if len(maps["adapters"]) > 1:
+        raise BadRequest("only one adapter is currently supported")
     if maps["draft_files"] or data.get("draft_quantize"):
         raise BadRequest("draft models are not supported by llamasup yet")
     license_value = data.get("license")

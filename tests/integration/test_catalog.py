@@ -368,3 +368,42 @@ async def test_startup_prune(
         assert blob_names(models_dir) == referenced | {"sha256-abc123.tmp", stale.name, fresh.name}
     else:
         assert blob_names(models_dir) == referenced | {fresh.name}
+
+
+def write_side_gguf(path: Path, general_type: str, extra: dict[str, Any]) -> Path:
+    """A small GGUF that says what it is in its metadata (an adapter or a projector), as converters write them."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(path, "clip" if general_type == "mmproj" else "llama")
+    writer.add_type(general_type)
+    for key, value in extra.items():
+        if isinstance(value, bool):
+            writer.add_bool(key, value)
+        else:
+            writer.add_string(key, value)
+    writer.add_tensor("x.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+async def test_create_recognises_adapter_and_projector_layers(fake_server: TestServer, models_dir: Path, tiny_gguf: Path, tmp_path: Path) -> None:
+    """GGUF metadata decides the layer: general.type adapter → adapter layer, a clip/mmproj file →
+    projector layer; show then reports the vision capability; two adapters are refused."""
+    lora = write_side_gguf(tmp_path / "lora.gguf", "adapter", {"adapter.type": "lora"})
+    mmproj = write_side_gguf(tmp_path / "mmproj.gguf", "mmproj", {"clip.has_vision_encoder": True})
+    url = base_url(fake_server)
+    async with aiohttp.ClientSession() as s:
+        model, proj, adapter = [await upload(s, url, p) for p in (tiny_gguf, mmproj, lora)]
+        await create(s, url, {"model": "vis", "files": {"m.gguf": model, "mmproj.gguf": proj}, "adapters": {"lora.gguf": adapter}})
+        status, shown = await post(s, url + "/api/show", {"model": "vis"})
+        two = await post(s, url + "/api/create", {"model": "y", "from": "tiny", "adapters": {"a.gguf": adapter, "b.gguf": adapter}})
+    manifest = json.loads((models_dir / "manifests/registry.ollama.ai/library/vis/latest").read_bytes())
+    kinds = {layer["mediaType"].rsplit(".", 1)[-1]: layer["digest"] for layer in manifest["layers"]}
+    assert kinds == {"model": model, "projector": proj, "adapter": adapter}
+    assert status == 200 and "vision" in shown["capabilities"]
+    assert "\nADAPTER " in shown["modelfile"] and shown["modelfile"].count("\nFROM ") == 2
+    assert two == (400, {"error": "only one adapter is currently supported"})
