@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator, Callable
@@ -38,6 +37,7 @@ from ..store.blobs import adopt_file, temp_blob_path, write_blob_bytes, write_bl
 from ..store.gguf_info import GGUFInfo, config_from_gguf
 from ..store.guard import Pins, StoreGuard
 from ..store.index import ModelIndex, ModelRef
+from ..store.inplace import is_split_part
 from ..store.manifests import (
     CONFIG_MEDIA_TYPE,
     MEDIA_TYPE_ADAPTER,
@@ -61,7 +61,6 @@ from .quantize import check_quantizable, quantize, quantize_type
 
 log = structlog.get_logger("supervisor.create")
 Progress = dict[str, Any]
-_SPLIT_RE = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
 _QUANTIZE_DIGEST = "0000000000000000000"  # what Ollama puts in quantize progress lines
 
 
@@ -172,7 +171,7 @@ class _Builder:
                 yield p
             return
         for name in files:
-            if _SPLIT_RE.search(name):
+            if is_split_part(name.rsplit("/", 1)[-1]):
                 raise BadRequest(
                     f"split GGUF files ({name}) are not supported yet; merge them into one file first "
                     "(llama-gguf-split --merge), or use the file in place with LLAMASUP_MODEL_DIRS"

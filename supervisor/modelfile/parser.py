@@ -29,14 +29,14 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import ModelfileError
+from ..protocol.create import DEPRECATED_PARAMETERS
 from ..protocol.ollama import BOOL_OPTIONS, FLOAT_OPTIONS, INT_OPTIONS
 
 COMMANDS = ("from", "license", "template", "system", "adapter", "draft", "renderer", "parser", "parameter",
             "message", "requires")  # fmt: skip
 ROLES = ("system", "user", "assistant")
 LIST_OPTIONS = frozenset({"stop"})
-DEPRECATED_OPTIONS = frozenset({"penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
-                                "mirostat", "mirostat_tau", "mirostat_eta"})  # fmt: skip
+DEPRECATED_OPTIONS = DEPRECATED_PARAMETERS  # one list for the Modelfile and the JSON create
 
 ERR_COMMAND = 'command must be one of "' + '", "'.join(COMMANDS[:-1]) + f'", or "{COMMANDS[-1]}"'
 ERR_ROLE = 'message role must be one of "system", "user", or "assistant"'

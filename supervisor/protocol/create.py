@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import BadRequest, InvalidJSON, InvalidModelName
 from ..store.layout import INVALID_DIGEST_MESSAGE, is_valid_digest, normalize_digest
 from ..store.names import ModelName
-from .ollama import BOOL_OPTIONS, FLOAT_OPTIONS, INT_OPTIONS, check_options
+from .ollama import BOOL_OPTIONS, FLOAT_OPTIONS, INT_OPTIONS, check_options, go_type_error
 
 # Modelfile parameters Ollama dropped; a create that still sends them loses them, with a log line.
 DEPRECATED_PARAMETERS = frozenset(
@@ -55,9 +55,7 @@ def is_relative_file_name(name: str) -> bool:
 
 
 def _go_type_error(key: str, gotype: str, value: Any) -> InvalidJSON:
-    kind = "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
-    kind = {"str": "string", "bool": "bool", "list": "array", "dict": "object", "NoneType": "null"}.get(kind, kind)
-    return InvalidJSON(f"json: cannot unmarshal {kind} into Go struct field CreateRequest.{key} of type {gotype}")
+    return go_type_error("CreateRequest", key, gotype, value)
 
 
 def _digest_map(key: str, value: Any) -> dict[str, str]:

@@ -107,6 +107,12 @@ def _type_ok(gotype: str, value: Any) -> bool:
     return isinstance(value, list)
 
 
+def go_type_error(struct: str, key: str, gotype: str, value: Any) -> InvalidJSON:
+    """Go's ``UnmarshalTypeError`` text for field ``key`` of ``struct`` (numbers show their literal)."""
+    shown = f"number {value}" if _json_kind(value) == "number" else _json_kind(value)
+    return InvalidJSON(f"json: cannot unmarshal {shown} into Go struct field {struct}.{key} of type {gotype}")
+
+
 def check_types(struct: str, data: dict[str, Any]) -> None:
     """Raise Go's ``cannot unmarshal`` error for the first field of the wrong JSON type."""
     for key, gotype in _FIELD_TYPES.items():
@@ -114,8 +120,7 @@ def check_types(struct: str, data: dict[str, Any]) -> None:
         if value is None:
             continue
         if not _type_ok(gotype, value):
-            shown = f"number {value}" if _json_kind(value) == "number" else _json_kind(value)
-            raise InvalidJSON(f"json: cannot unmarshal {shown} into Go struct field {struct}.{key} of type {gotype}")
+            raise go_type_error(struct, key, gotype, value)
         if gotype == "[]int" and any(isinstance(v, bool) or not isinstance(v, int) for v in value):
             bad = next(v for v in value if isinstance(v, bool) or not isinstance(v, int))
             raise InvalidJSON(f"json: cannot unmarshal {_json_kind(bad)} into Go struct field {struct}.{key} of type int")

@@ -62,6 +62,12 @@ def model_name_for(stem: str) -> ModelName | None:
         return None
 
 
+def is_split_part(file_name: str) -> bool:
+    """Whether a file name is one part of a split GGUF (``…-00001-of-00003.gguf``)."""
+    stem = file_name[: -len(".gguf")] if file_name.lower().endswith(".gguf") else ""
+    return _SPLIT_RE.match(stem) is not None
+
+
 def is_projector_file(file_name: str) -> bool:
     return file_name.lower().startswith("mmproj") and file_name.lower().endswith(".gguf")
 

@@ -148,7 +148,7 @@ def test_unsafe_file_names_refused(name: str) -> None:
         ({"model": "x", "from": "m", "parameters": {"temperature": "hot"}}, InvalidOption,
          'option "temperature" must be of type float32'),
         ({"model": "x", "from": 3}, InvalidJSON,
-         "json: cannot unmarshal number into Go struct field CreateRequest.from of type string"),
+         "json: cannot unmarshal number 3 into Go struct field CreateRequest.from of type string"),
         ({"model": "x", "from": "m", "files": ["a"]}, InvalidJSON,
          "json: cannot unmarshal array into Go struct field CreateRequest.files of type map[string]string"),
     ],
