@@ -1,12 +1,67 @@
-"""Prompt templates: Go ``text/template`` as Ollama uses it (parsing now; execution builds on the tree).
+"""Prompt templates: Go ``text/template`` as Ollama uses it — parsing and execution.
 
-``gotemplate`` is the entry point (``parse_template``, ``parse_ollama_template``, tree queries);
-``gotemplate_lex``, ``gotemplate_parse`` and ``gotemplate_literals`` follow Go's lexer, parser and
-strconv rules so that errors read exactly like Go's; ``gotemplate_nodes`` holds the tree types.
+``gotemplate`` is the parsing entry point (``parse_template``, ``parse_ollama_template``, tree
+queries); ``gotemplate_lex``, ``gotemplate_parse`` and ``gotemplate_literals`` follow Go's lexer,
+parser and strconv rules so that errors read exactly like Go's; ``gotemplate_nodes`` holds the
+tree types. ``goexec.execute`` runs a tree with Go's semantics (statements there, pipelines in
+``goeval``) over the value model of ``govalues``; printing is ``gofmt`` (with ``goprintf`` for
+format strings and ``gostrconv`` for number and quote spellings), the builtins ``gofuncs``, JSON
+``gomarshal``; ``ollama_values`` builds the data Ollama gives templates and ``render`` runs them.
 Everything here is pure: no I/O, no global state.
 """
 
+from supervisor.templates.goexec import TemplateExecError, execute
+from supervisor.templates.gofuncs import GoFunc, ParamKind
 from supervisor.templates.gotemplate import parse_ollama_template, parse_template
 from supervisor.templates.gotemplate_nodes import TemplateSet, TemplateSyntaxError, Tree
+from supervisor.templates.govalues import NO_VALUE, OrderedGoMap
+from supervisor.templates.ollama_values import (
+    OLLAMA_FUNCTIONS,
+    Message,
+    PropertyType,
+    TemplateValues,
+    Tool,
+    ToolCall,
+    ToolCallArguments,
+    ToolCallFunction,
+    ToolFunction,
+    ToolFunctionParameters,
+    ToolList,
+    ToolProperties,
+    ToolProperty,
+    message_value,
+    render,
+    tool_call_value,
+    tools_value,
+)
 
-__all__ = ["TemplateSet", "TemplateSyntaxError", "Tree", "parse_ollama_template", "parse_template"]
+__all__ = [
+    "NO_VALUE",
+    "OLLAMA_FUNCTIONS",
+    "GoFunc",
+    "Message",
+    "OrderedGoMap",
+    "ParamKind",
+    "PropertyType",
+    "TemplateExecError",
+    "TemplateSet",
+    "TemplateSyntaxError",
+    "TemplateValues",
+    "Tool",
+    "ToolCall",
+    "ToolCallArguments",
+    "ToolCallFunction",
+    "ToolFunction",
+    "ToolFunctionParameters",
+    "ToolList",
+    "ToolProperties",
+    "ToolProperty",
+    "Tree",
+    "execute",
+    "message_value",
+    "parse_ollama_template",
+    "parse_template",
+    "render",
+    "tool_call_value",
+    "tools_value",
+]
