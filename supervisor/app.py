@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from .api.keys import BUILD, CATALOG, INFERENCE, POOL, SETTINGS
 from .api.ollama_routes import add_routes
 from .pool.pool import RunnerPool, Spawner
 from .runner.binary import find_llama_server
-from .runner.command import RunnerConfig, build_argv, child_env
+from .runner.command import RunnerConfig, build_argv, child_env, media_marker
 from .runner.process import RunnerProcess
 from .runner.strays import owner_token, stop_strays
 from .modelfile.build import BuildContext
@@ -40,9 +41,9 @@ log = structlog.get_logger("supervisor.app")
 _SYSTEM_LLAMA_CONFIG = Path("/etc/llama.cpp/config.ini")
 
 
-def make_spawner(settings: Settings, binary: Path, run_dir: Path) -> Spawner:
+def make_spawner(settings: Settings, binary: Path, run_dir: Path, marker: str) -> Spawner:
     owner = owner_token()
-    env = child_env(os.environ, owner=owner, config_home=settings.cache_dir / "runner-config")
+    env = child_env(os.environ, owner=owner, config_home=settings.cache_dir / "runner-config", marker=marker)
     counter = itertools.count(1)
 
     def spawn(config: RunnerConfig) -> RunnerProcess:
@@ -70,7 +71,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     binary = find_llama_server(settings)
     log.info("llama-server", path=str(binary))
     run_dir = Path(tempfile.mkdtemp(prefix="llamasup-", dir=settings.runtime_dir))
-    pool = RunnerPool(spawn=make_spawner(settings, binary, run_dir), default_keep_alive=settings.keep_alive)
+    marker = media_marker(secrets.token_hex(8))
+    pool = RunnerPool(spawn=make_spawner(settings, binary, run_dir, marker), default_keep_alive=settings.keep_alive)
     store = ModelStore(StoreLayout(settings.models_dir))
     if settings.noprune:
         log.info("not pruning the store", reason="OLLAMA_NOPRUNE")
@@ -79,7 +81,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     index = ModelIndex(store, settings.model_dirs)
     guard = StoreGuard()
     app[POOL] = pool
-    app[INFERENCE] = InferenceService(settings, index, pool)
+    app[INFERENCE] = InferenceService(settings, index, pool, media_marker=marker)
     app[CATALOG] = CatalogService(store, index, guard)
     app[BUILD] = BuildContext(store=store, index=index, guard=guard, llama_server=binary)
     try:

@@ -13,7 +13,9 @@ message that is already the exact text Ollama sends (``error`` field), so the HT
     │   ├── InvalidJSON            Go encoding/json style messages
     │   ├── InvalidModelName       "invalid model name" (routes may pass their own wording)
     │   ├── InvalidOption          option type errors (status 500, as Ollama)
-    │   └── ModelfileError         Modelfile syntax or PARAMETER value, "(line N): …" where known
+    │   ├── ModelfileError         Modelfile syntax or PARAMETER value, "(line N): …" where known
+    │   ├── MissingCapability      "<model> does not support tools" and the like
+    │   └── PromptTooLong          the prompt cannot be truncated to fit the context
     ├── NotFound (404)
     │   └── ModelNotFound          "model '<name>' not found"
     ├── ServerBusy (503)           queue full
@@ -25,6 +27,7 @@ message that is already the exact text Ollama sends (``error`` field), so the HT
     │   ├── RunnerStartError       exited or stalled while loading (exit status + stderr tail)
     │   ├── RunnerCrashed          died while serving a request
     │   └── RunnerHTTPError        llama-server answered with an error status (status passed through)
+    │       └── ContextOverflow    the prompt exceeded the slot context (truncated and retried)
     └── ConfigError (not HTTP)     bad settings at start-up
 """
 
@@ -141,6 +144,30 @@ class RunnerCrashed(RunnerError):
 
 class RunnerHTTPError(RunnerError):
     """llama-server answered with an error; its status and text pass through to the client."""
+
+
+class ContextOverflow(RunnerHTTPError):
+    """llama-server refused a prompt longer than its slot context (``exceed_context_size_error``);
+    inference truncates the history and retries, so clients see this only with ``truncate: false``."""
+
+    def __init__(self, message: str, *, n_prompt_tokens: int, n_ctx: int) -> None:
+        super().__init__(message, status=400)
+        self.n_prompt_tokens = n_prompt_tokens
+        self.n_ctx = n_ctx
+
+
+class MissingCapability(BadRequest):
+    """The model cannot do what the request asks (tools, thinking, insert, vision, generate, chat)."""
+
+
+class PromptTooLong(BadRequest):
+    """The prompt cannot be made to fit the context (the last message alone is too long)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the prompt is longer than the context length currently available to the model; shorten the "
+            "prompt, adjust the context length in settings, or use a model with a longer context length"
+        )
 
 
 class ConfigError(Exception):

@@ -10,6 +10,7 @@ from ..errors import NotFound
 from ..modelfile.build import create_model
 from ..protocol import ollama as wire
 from ..protocol.create import parse_create_request
+from ..protocol.ollama_requests import ChatRequest, GenerateRequest
 from ..service.inference import collect
 from .keys import BUILD, CATALOG, INFERENCE
 from .streaming import respond
@@ -30,12 +31,12 @@ async def tags(request: web.Request) -> web.Response:
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
-    req = wire.GenerateRequest.from_json(wire.decode_body(await request.read()))
+    req = GenerateRequest.from_json(wire.decode_body(await request.read()))
     return await respond(request, request.app[INFERENCE].generate(req), stream=req.stream, collect=collect)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    req = wire.ChatRequest.from_json(wire.decode_body(await request.read()))
+    req = ChatRequest.from_json(wire.decode_body(await request.read()))
     return await respond(request, request.app[INFERENCE].chat(req), stream=req.stream, collect=collect)
 
 

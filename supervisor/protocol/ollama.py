@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -84,11 +84,12 @@ _FIELD_TYPES: dict[str, str] = {
     "context": "[]int",
     "stream": "bool",
     "raw": "bool",
-    "images": "[]string",
+    "images": "[]api.ImageData",
     "options": "map[string]interface {}",
     "messages": "[]api.Message",
     "tools": "[]api.Tool",
     "truncate": "bool",
+    "_debug_render_only": "bool",
     "shift": "bool",
     "logprobs": "bool",
     "top_logprobs": "int",
@@ -239,93 +240,6 @@ def bound_num_predict(n_predict: int, num_ctx: int) -> int:
     """Ollama caps an unbounded (negative) or oversized ``num_predict`` at 10 x num_ctx."""
     limit = 10 * num_ctx
     return limit if n_predict < 0 or n_predict > limit else n_predict
-
-
-# -- requests --------------------------------------------------------------------------------------
-
-
-def _check_request(struct: str, data: dict[str, Any]) -> None:
-    """The checks Ollama makes on every inference request before anything else."""
-    check_types(struct, data)
-    top = data.get("top_logprobs")
-    if top is not None and not 0 <= top <= 20:
-        raise BadRequest("top_logprobs must be between 0 and 20")
-
-
-@dataclass
-class GenerateRequest:
-    model: str
-    prompt: str = ""
-    system: str | None = None
-    template: str | None = None
-    context: list[int] | None = None
-    stream: bool = True
-    raw: bool = False
-    format: Any = None
-    keep_alive: Any = None
-    options: dict[str, Any] = field(default_factory=dict)
-    images: list[str] | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GenerateRequest:
-        _check_request("GenerateRequest", data)
-        stream = data.get("stream")
-        return cls(
-            model=data.get("model") or "",
-            prompt=data.get("prompt") or "",
-            system=data.get("system"),
-            template=data.get("template") or None,
-            context=data.get("context"),
-            stream=True if stream is None else stream,
-            raw=bool(data.get("raw")),
-            format=data.get("format"),
-            keep_alive=data.get("keep_alive"),
-            options=data.get("options") or {},
-            images=data.get("images"),
-        )
-
-
-@dataclass
-class ChatMessage:
-    role: str
-    content: str = ""
-    thinking: str | None = None
-
-
-@dataclass
-class ChatRequest:
-    model: str
-    messages: list[ChatMessage] = field(default_factory=list)
-    stream: bool = True
-    format: Any = None
-    keep_alive: Any = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ChatRequest:
-        _check_request("ChatRequest", data)
-        messages = []
-        for m in data.get("messages") or []:
-            if not isinstance(m, dict):
-                raise InvalidJSON(
-                    f"json: cannot unmarshal {_json_kind(m)} into Go struct field ChatRequest.messages of type api.Message"
-                )
-            role, content, thinking = m.get("role"), m.get("content"), m.get("thinking")
-            for key, value in (("role", role), ("content", content), ("thinking", thinking)):
-                if value is not None and not isinstance(value, str):
-                    raise InvalidJSON(
-                        f"json: cannot unmarshal {_json_kind(value)} into Go struct field Message.messages.{key} of type string"
-                    )
-            messages.append(ChatMessage(role=(role or "").lower(), content=content or "", thinking=thinking or None))
-        stream = data.get("stream")
-        return cls(
-            model=data.get("model") or "",
-            messages=messages,
-            stream=True if stream is None else stream,
-            format=data.get("format"),
-            keep_alive=data.get("keep_alive"),
-            options=data.get("options") or {},
-        )
 
 
 def format_fields(fmt: Any, *, chat: bool) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..errors import RunnerHTTPError
+from ..errors import ContextOverflow, RunnerHTTPError
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # llama-server closes the connection after a streamed response although it advertises keep-alive, so
@@ -25,18 +25,23 @@ class RunnerConnectionLost(Exception):
     """The connection to llama-server broke (usually because the process died)."""
 
 
-def _error_text(status: int, body: bytes) -> str:
-    """llama-server's error message (``{"error":{"message":...}}``), or the raw body."""
+def _http_error(status: int, body: bytes) -> RunnerHTTPError:
+    """llama-server's error (``{"error":{"message":...}}``, or the raw body) with its status."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace").strip() or f"llama-server returned status {status}"
+        text = body.decode("utf-8", "replace").strip() or f"llama-server returned status {status}"
+        return RunnerHTTPError(text, status=status)
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return str(err["message"])
+        if err.get("type") == "exceed_context_size_error":
+            return ContextOverflow(
+                str(err["message"]), n_prompt_tokens=int(err.get("n_prompt_tokens", 0)), n_ctx=int(err.get("n_ctx", 0))
+            )
+        return RunnerHTTPError(str(err["message"]), status=status)
     if isinstance(err, str):
-        return err
-    return body.decode("utf-8", "replace").strip()
+        return RunnerHTTPError(err, status=status)
+    return RunnerHTTPError(body.decode("utf-8", "replace").strip(), status=status)
 
 
 def _event_error(err: Any) -> RunnerHTTPError:
@@ -61,7 +66,7 @@ class RunnerClient:
             ) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
-                    raise RunnerHTTPError(_error_text(resp.status, raw), status=resp.status)
+                    raise _http_error(resp.status, raw)
                 return orjson.loads(raw)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise RunnerConnectionLost(str(e)) from e
@@ -73,7 +78,7 @@ class RunnerClient:
                 self.base_url + path, data=orjson.dumps(body), headers=_STREAM_HEADERS, timeout=_NO_TIMEOUT
             ) as resp:
                 if resp.status != 200:
-                    raise RunnerHTTPError(_error_text(resp.status, await resp.read()), status=resp.status)
+                    raise _http_error(resp.status, await resp.read())
                 # Read whatever has arrived and split it ourselves: when tokens come faster than one
                 # wake-up per token, several events are handled per read (cheaper than readline).
                 pending = b""

@@ -76,13 +76,24 @@ def build_argv(binary: Path, config: RunnerConfig, socket_path: Path) -> list[st
     return argv
 
 
-def child_env(parent: Mapping[str, str], *, owner: str, config_home: Path) -> dict[str, str]:
+def media_marker(token: str) -> str:
+    """The text that stands for one image in a prompt sent to ``/completion``.
+
+    It is random per supervisor process (``token``), so text a user types can never be taken for an
+    image, and fixed for every runner it starts, so prompts can be built before a runner exists.
+    """
+    return f"<__llamasup_media_{token}__>"
+
+
+def child_env(parent: Mapping[str, str], *, owner: str, config_home: Path, marker: str) -> dict[str, str]:
     """The parent's environment without llama.cpp overrides, marked with the owning supervisor.
 
     ``XDG_CONFIG_HOME`` points at a llamasup-owned directory so a user-level
-    ``~/.config/llama.cpp/config.ini`` cannot change how runners behave.
+    ``~/.config/llama.cpp/config.ini`` cannot change how runners behave; ``LLAMA_MEDIA_MARKER`` is
+    the supervisor's image marker (``media_marker``).
     """
     env = {k: v for k, v in parent.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
     env[OWNER_ENV] = owner
     env["XDG_CONFIG_HOME"] = str(config_home)
+    env["LLAMA_MEDIA_MARKER"] = marker
     return env

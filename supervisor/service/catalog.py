@@ -18,12 +18,12 @@ from ..modelfile.parser import ModelfileSpec, format_parameters, render_modelfil
 from ..protocol.ollama import check_options, format_local
 from ..store import ModelName, ModelStore, read_gguf_info
 from ..store.blobs import BlobWriter
-from ..store.gguf_info import GGUFInfo, capabilities
+from ..store.gguf_info import GGUFInfo
 from ..store.guard import StoreGuard
 from ..store.index import ModelFiles, ModelIndex, ModelRef
 from ..store.layout import normalize_digest
 from ..store.prune import remove_unreferenced
-from ..templates.capabilities import template_capabilities
+from ..templates.capabilities import model_capabilities
 
 log = structlog.get_logger("supervisor.catalog")
 
@@ -81,11 +81,7 @@ class CatalogService:
     @staticmethod
     def _capabilities(files: ModelFiles, info: GGUFInfo | None = None) -> list[str]:
         info = info or read_gguf_info(files.weights)
-        caps = capabilities(info, has_projector=bool(files.projectors))
-        if files.template is not None:  # a Go TEMPLATE decides tools/insert/thinking, not the GGUF's
-            caps = [c for c in caps if c in ("completion", "embedding", "vision")]
-            caps += template_capabilities(files.template)
-        return caps
+        return model_capabilities(info, has_projector=bool(files.projectors), go_template=files.template)
 
     # -- show ---------------------------------------------------------------------------------------
     def show(self, data: dict[str, Any], *, user_agent: str = "") -> dict[str, Any]:

@@ -1,117 +1,143 @@
-"""Generate and chat: resolve the model, lease a runner, translate the stream (no HTTP types here).
+"""Generate and chat: resolve the model, check what it can do, lease a runner, render, stream.
 
 Each use case is an async generator of Ollama response objects. Everything that can fail before the
-first object (bad request, unknown model, load failure) raises before it is produced, so the HTTP layer
-answers those with a real status; failures after that become an ``{"error": ...}`` line.
+first object (bad request, unknown model, missing capability, load failure) raises before it is
+produced, so the HTTP layer answers those with a real status; later failures become an
+``{"error": ...}`` line.
 
-Chat uses the GGUF's own chat template inside llama-server (``/v1/chat/completions``). Non-raw generate
-renders the same template with ``/apply-template`` and completes with ``/completion``, which gives the
-prompt text needed for Ollama's ``context`` tokens; raw generate goes straight to ``/completion``.
+Two paths (DESIGN.md): a model with a Go TEMPLATE (or a request ``template``/``suffix``) is rendered
+here and completed with ``/completion``, with thinking and tool calls parsed out of the text
+(``OutputSplitter``); any other chat goes to llama-server's ``/v1/chat/completions``, which applies
+the GGUF's Jinja template and splits reasoning and tool calls itself. A generate without a Go
+template renders through ``/apply-template`` and completes with ``/completion``, which gives the
+prompt text Ollama's ``context`` is made of. A prompt that overflows the context is refused by
+llama-server, truncated (``prompting``) and retried once or twice — never for ``truncate: false``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from ..errors import BadRequest, ModelNotFound, RunnerCrashed
+from ..errors import BadRequest, ContextOverflow, LlamasupError, MissingCapability, PromptTooLong, RunnerCrashed
 from ..pool.hardware import cpu_flags, repack_is_safe
 from ..pool.placement import plan_runner
 from ..pool.pool import UNSET, Runner, RunnerPool, RunnerSpec
 from ..protocol import ollama as wire
+from ..protocol.llama_server import chat_body, check_images
+from ..protocol.ollama_requests import ChatRequest, GenerateRequest, Message, Think
 from ..runner.client import RunnerConnectionLost
 from ..settings import Settings
-from ..store import ModelName, read_gguf_info
 from ..store.index import ModelIndex
+from ..templates import TemplateSet, TemplateSyntaxError, parse_ollama_template
+from ..templates.gotemplate import infer_thinking_tags
+from ..templates.prompt import render_suffix, tag_images
+from ..templates.thinking import ThinkingParser, prompt_opens_thinking
+from ..templates.tools import ToolCallParser, tool_call_tag
+from .completion import CompletionPrompt, Outcome, complete
+from .output import NativeToolCalls, OutputSplitter, Piece, chat_logprobs
+from .prompting import (
+    GoRenderer,
+    NativeRenderer,
+    Renderer,
+    chat_messages,
+    fit_messages,
+    generate_messages,
+    mark_images,
+)
+from .resolve import ResolvedModel, go_template, resolve_model
 
 log = structlog.get_logger("supervisor.inference")
 Chunk = dict[str, Any]
+DEFAULT_THINK_TAGS = ("<think>", "</think>")
+_ATTEMPTS = 3  # as sent, with old messages dropped, with the prompt's middle cut
 
 
-@dataclass(frozen=True)
-class _Model:
-    """A resolved model and what running it needs."""
+@dataclass
+class _Plan:
+    spec: RunnerSpec
+    body: dict[str, Any]  # sampling, format and logprobs fields
+    num_keep: int
+    top_logprobs: int | None  # None: logprobs not asked for
 
-    name: ModelName
-    path: Path
-    train_ctx: int | None
-    params: dict[str, Any]
-    system: str | None
-    projector: Path | None
-    adapters: tuple[Path, ...]
+
+@dataclass
+class _Rendered:
+    """A prompt and how to make it shorter when llama-server says it does not fit."""
+
+    prompt: CompletionPrompt
+    shown: str  # what _debug_render_only returns
+    image_count: int
+    messages: list[Message] | None = None
+    renderer: Renderer | None = None
 
 
 class InferenceService:
-    def __init__(self, settings: Settings, models: ModelIndex, pool: RunnerPool) -> None:
+    def __init__(
+        self, settings: Settings, models: ModelIndex, pool: RunnerPool, *, media_marker: str = "<__media__>"
+    ) -> None:
         self.settings = settings
         self.models = models
         self.pool = pool
+        self.marker = media_marker
         self.repack = repack_is_safe(cpu_flags())
 
-    # -- shared steps -------------------------------------------------------------------------------
-    def _resolve(self, requested: str) -> _Model:
-        if not requested.strip():
-            raise ModelNotFound("")
-        ref = self.models.find(ModelName.parse(requested))
-        if ref is None:
-            raise ModelNotFound(requested)
-        files = self.models.files(ref)
-        info = read_gguf_info(files.weights)
-        return _Model(
-            name=ref.name,
-            path=files.weights,
-            train_ctx=info.context_length,
-            params=files.params,
-            system=files.system,
-            projector=files.projectors[0] if files.projectors else None,
-            adapters=files.adapters,
-        )
+    # -- checks -------------------------------------------------------------------------------------
+    @staticmethod
+    def _think(model: ResolvedModel, requested: Think | None, name: str) -> Think | None:
+        """The request's ``think``; on by default for thinking models; refused for the others."""
+        thinks = "thinking" in model.capabilities
+        if requested is not None and requested.enabled and not thinks:
+            raise MissingCapability(f'"{name}" does not support thinking')
+        if requested is None and thinks:
+            return Think(True, explicit=False)
+        return requested
 
-    def _spec(self, model: _Model, options: wire.ResolvedOptions) -> RunnerSpec:
+    @staticmethod
+    def _require(model: ResolvedModel, name: str, verb: str, *needed: str) -> None:
+        if model.missing("completion"):
+            raise MissingCapability(f'"{name}" does not support {verb}')
+        missing = model.missing(*needed)
+        if missing:
+            raise MissingCapability(f"{model.name} does not support " + "\n".join(missing))
+
+    @staticmethod
+    def _user_template(source: str) -> TemplateSet:
+        try:
+            return parse_ollama_template(source)
+        except TemplateSyntaxError as e:
+            raise LlamasupError(str(e)) from None
+
+    # -- runner and request fields -----------------------------------------------------------------
+    def _plan(self, model: ResolvedModel, req: GenerateRequest | ChatRequest, *, chat_api: bool) -> _Plan:
+        options = wire.resolve_options(model.params, req.options)
         config = plan_runner(
             model_path=model.path,
             alias=model.name.display,
-            train_ctx=model.train_ctx,
+            train_ctx=model.info.context_length,
             options=options.runner,
             settings=self.settings,
             projector=model.projector,
             adapters=model.adapters,
             repack=self.repack,
         )
-        return RunnerSpec(model_key=str(model.path), name=model.name.display, config=config)
-
-    @staticmethod
-    async def _events(runner: Runner, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The runner's event stream; a broken connection becomes ``RunnerCrashed`` with the cause."""
-        stream = runner.client.stream(path, body)
-        try:
-            async for event in stream:
-                yield event
-        except RunnerConnectionLost as e:
-            process = runner.process
-            if await process.wait_exit(timeout=2.0) is not None:
-                raise RunnerCrashed(await process.exit_detail()) from e
-            raise RunnerCrashed(f"lost connection to llama-server: {e}") from e
-        finally:
-            await stream.aclose()
-
-    def _prepare(
-        self, requested: str, keep_alive_value: Any, request_options: dict[str, Any], fmt: Any, *, chat: bool
-    ) -> tuple[_Model, float | None | object, RunnerSpec, dict[str, Any]]:
-        """Everything a request needs before a runner: model, keep-alive, runner spec, request fields."""
-        model = self._resolve(requested)
-        keep_alive = wire.parse_keep_alive(keep_alive_value, UNSET)
-        options = wire.resolve_options(model.params, request_options)
-        spec = self._spec(model, options)
-        body = dict(options.sampling) | wire.format_fields(fmt, chat=chat)
+        spec = RunnerSpec(model_key=str(model.path), name=model.name.display, config=config)
+        body = dict(options.sampling) | wire.format_fields(req.format, chat=chat_api)
         # num_predict is bounded by the per-slot context the runner is planned with.
-        body["n_predict"] = wire.bound_num_predict(int(body.get("n_predict", -1)), spec.config.ctx_per_slot)
-        return model, keep_alive, spec, body
+        body["n_predict"] = wire.bound_num_predict(int(body.get("n_predict", -1)), config.ctx_per_slot)
+        top: int | None = None
+        if req.logprobs:
+            top = req.top_logprobs
+            if chat_api:
+                body.update(logprobs=True, top_logprobs=max(top, 1))  # llama-server reports nothing with 0
+            else:
+                body["n_probs"] = max(top, 1)
+        return _Plan(spec, body, int(options.sampling.get("n_keep", 4)), top)
 
     @staticmethod
     def _control(model: str, done_reason: str, *, chat: bool) -> Chunk:
@@ -124,124 +150,361 @@ class InferenceService:
         chunk["done_reason"] = done_reason
         return chunk
 
+    @staticmethod
+    def _debug(model: str, rendered: _Rendered, *, chat: bool) -> Chunk:
+        chunk: Chunk = {"model": model, "created_at": wire.utc_now()}
+        if chat:
+            chunk["message"] = {"role": "assistant", "content": ""}
+        else:
+            chunk["response"] = ""
+        chunk["done"] = False
+        chunk["_debug_info"] = {"rendered_template": rendered.shown, "image_count": rendered.image_count}
+        return chunk
+
+    @staticmethod
+    def _events(runner: Runner) -> Callable[[str, dict[str, Any]], AsyncGenerator[dict[str, Any], None]]:
+        """The runner's event streams; a broken connection becomes ``RunnerCrashed`` with the cause."""
+
+        async def events(path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+            try:
+                async with aclosing(runner.client.stream(path, body)) as stream:
+                    async for event in stream:
+                        yield event
+            except RunnerConnectionLost as e:
+                process = runner.process
+                if await process.wait_exit(timeout=2.0) is not None:
+                    raise RunnerCrashed(await process.exit_detail()) from e
+                raise RunnerCrashed(f"lost connection to llama-server: {e}") from e
+
+        return events
+
+    def _splitter(
+        self, tset: TemplateSet | None, think: Think | None, tools: Sequence[dict[str, Any]], prompt: str
+    ) -> tuple[OutputSplitter, str]:
+        """Parsers for the model's text, and the closing thinking tag (empty when not thinking)."""
+        thinking = None
+        closing = ""
+        if think is not None and think.enabled:
+            opening, closing = infer_thinking_tags(tset) if tset is not None else DEFAULT_THINK_TAGS
+            if opening and closing:
+                started = prompt_opens_thinking(prompt, opening, closing)
+                thinking = ThinkingParser(opening, closing, started=started)
+            else:
+                closing = ""
+        parser = None
+        if tools:
+            names = [str((t.get("function") or {}).get("name", "")) for t in tools]
+            parser = ToolCallParser(tool_call_tag(tset) if tset is not None else None, names)
+        return OutputSplitter(thinking, parser), closing
+
+    # -- prompts ------------------------------------------------------------------------------------
+    async def _from_messages(self, renderer: Renderer, messages: list[Message]) -> _Rendered:
+        text, images = await renderer.render(messages)
+        shown = renderer.render_tagged(messages)[0] if isinstance(renderer, GoRenderer) else text
+        return _Rendered(CompletionPrompt(text, images), shown, len(images), messages, renderer)
+
+    async def _for_debug(self, rendered: _Rendered, plan: _Plan, truncate: bool) -> _Rendered:
+        """What ``_debug_render_only`` shows: the prompt as it would be sent, history truncated to fit."""
+        messages, renderer = rendered.messages, rendered.renderer
+        n_ctx = plan.spec.config.ctx_per_slot
+        if truncate and messages and renderer is not None and len(messages) > 1 and await renderer.count(messages) >= n_ctx:
+            return await self._from_messages(renderer, await fit_messages(messages, renderer.count, n_ctx))
+        return rendered
+
+    def _single(self, text: str, images: list[bytes]) -> _Rendered:
+        """A prompt that is not built from messages (raw, suffix): images tagged into its text."""
+        (tagged,), all_images = tag_images([Message(role="user", content=text, images=images)])
+        marked, used = mark_images(tagged.content, all_images, self.marker)
+        return _Rendered(CompletionPrompt(marked, used), tagged.content, len(used))
+
+    async def _shrink(self, runner: Runner, rendered: _Rendered, n_ctx: int, plan: _Plan, shift: bool | None) -> _Rendered:
+        """A shorter prompt after ``ContextOverflow``: drop old messages, else cut the middle."""
+        messages, renderer = rendered.messages, rendered.renderer
+        if messages is not None and renderer is not None and len(messages) > 1:
+            fitted = await fit_messages(messages, renderer.count, n_ctx)
+            if len(fitted) < len(messages):
+                log.info("truncating input messages which exceed context length", dropped=len(messages) - len(fitted))
+                return await self._from_messages(renderer, fitted)
+        if shift is False or rendered.prompt.images or rendered.prompt.tokens is not None:
+            raise PromptTooLong()
+        tokens: list[int] = (await runner.client.post_json("/tokenize", {"content": rendered.prompt.text, "add_special": True}))["tokens"]  # fmt: skip
+        keep = min(plan.num_keep + 1, len(tokens))  # +1: the BOS token the tokenizer put first
+        target = n_ctx - max((n_ctx - plan.num_keep) // 2, 1)
+        if target <= keep:
+            raise PromptTooLong()
+        log.info("truncating prompt which exceeds context length", tokens=len(tokens), kept=target)
+        cut = tokens[:keep] + tokens[len(tokens) - (target - keep) :]
+        return _Rendered(CompletionPrompt(rendered.prompt.text, tokens=cut), rendered.shown, 0)
+
+    async def _completion(
+        self,
+        runner: Runner,
+        rendered: _Rendered,
+        plan: _Plan,
+        req: GenerateRequest | ChatRequest,
+        make_splitter: Callable[[str], tuple[OutputSplitter, str]],
+        outcome: list[Outcome],
+    ) -> AsyncGenerator[tuple[Piece, list[dict[str, Any]]], None]:
+        """``complete`` with the overflow retries; the last attempt's outcome is left in ``outcome``."""
+        events = self._events(runner)
+        for attempt in range(_ATTEMPTS):
+            splitter, closing = make_splitter(rendered.prompt.text)
+            result = Outcome()
+            outcome[:] = [result]
+            started = False
+            try:
+                async with aclosing(
+                    complete(events, plan.body, rendered.prompt, splitter, result, top_logprobs=plan.top_logprobs, closing_tag=closing)  # fmt: skip
+                ) as pieces:
+                    async for item in pieces:
+                        started = True
+                        yield item
+                return
+            except ContextOverflow as e:
+                if started or not req.truncate:
+                    raise
+                if attempt == _ATTEMPTS - 1:
+                    raise PromptTooLong() from None
+                rendered = await self._shrink(runner, rendered, e.n_ctx, plan, req.shift)
+
+    def _final(self, req: GenerateRequest | ChatRequest, stop_type: str | None, done_reason: str | None = None) -> Chunk:
+        chunk: Chunk = {"model": req.model, "created_at": wire.utc_now()}
+        if isinstance(req, ChatRequest):
+            chunk["message"] = {"role": "assistant", "content": ""}
+        else:
+            chunk["response"] = ""
+        chunk["done"] = True
+        chunk["done_reason"] = done_reason or wire.done_reason_from_stop_type(stop_type)
+        return chunk
+
     # -- generate -----------------------------------------------------------------------------------
-    async def generate(self, req: wire.GenerateRequest) -> AsyncGenerator[Chunk, None]:
+    async def generate(self, req: GenerateRequest) -> AsyncGenerator[Chunk, None]:
         start = time.monotonic_ns()
-        model, keep_alive, spec, body = self._prepare(req.model, req.keep_alive, req.options, req.format, chat=False)
-        if req.raw and (req.template or req.system or req.context):
-            raise BadRequest("raw mode does not support template, system, or context")
-        if not req.prompt and keep_alive == 0:
-            self.pool.expire(spec.model_key)
+        model = resolve_model(self.models, req.model)
+        keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
+        if not req.prompt and not req.suffix and keep_alive == 0:
+            self.pool.expire(str(model.path))
             yield self._control(req.model, "unload", chat=False)
             return
-        async with self.pool.lease(spec, keep_alive) as runner:
+        if req.raw and (req.template or req.system or req.context):
+            raise BadRequest("raw mode does not support template, system, or context")
+        think = self._think(model, req.think, req.model)
+        needed = (["insert"] if req.suffix else []) + (["vision"] if req.images else [])
+        self._require(model, req.model, "generate", *needed)
+        check_images(req.images)
+        tset = self._user_template(req.template) if req.template else go_template(model.template) if model.template else None  # fmt: skip
+        plan = self._plan(model, req, chat_api=False)
+        async with self.pool.lease(plan.spec, keep_alive) as runner:
             load_ns = time.monotonic_ns() - start
-            if not req.prompt:
+            if not req.prompt and not req.suffix:
                 yield self._control(req.model, "load", chat=False)
                 return
-            if req.raw:
-                prompt = req.prompt
-            else:
-                prompt = await self._render_generate(runner, model, req)
-            body.update(prompt=prompt, stream=True, cache_prompt=True)
-            pieces: list[str] = []
-            final: dict[str, Any] = {}
-            async for event in self._events(runner, "/completion", body):
-                if event.get("stop"):
-                    final = event
-                    break
-                piece = event.get("content") or ""
-                if piece:
-                    pieces.append(piece)
-                    yield {"model": req.model, "created_at": wire.utc_now(), "response": piece, "done": False}
-            last: Chunk = {
-                "model": req.model,
-                "created_at": wire.utc_now(),
-                "response": "",
-                "done": True,
-                "done_reason": wire.done_reason_from_stop_type(final.get("stop_type")),
-            }
+            rendered = await self._render_generate(runner, model, req, tset, think)
+            if req.debug_render_only:
+                yield self._debug(req.model, await self._for_debug(rendered, plan, req.truncate), chat=False)
+                return
+            outcome: list[Outcome] = []
+
+            def splitter(prompt: str) -> tuple[OutputSplitter, str]:
+                return self._splitter(tset, think, (), prompt)
+
+            async for piece, logprobs in self._completion(runner, rendered, plan, req, splitter, outcome):
+                chunk: Chunk = {"model": req.model, "created_at": wire.utc_now(), "response": piece.content}
+                if piece.thinking:
+                    chunk["thinking"] = piece.thinking
+                chunk["done"] = False
+                if logprobs:
+                    chunk["logprobs"] = logprobs
+                yield chunk
+            result = outcome[0]
+            last = self._final(req, result.stop_type)
             if not req.raw:
-                tokens = await runner.client.post_json(
-                    "/tokenize", {"content": prompt + "".join(pieces), "add_special": False, "parse_special": True}
-                )
+                text = rendered.prompt.text.replace(self.marker, "") + "".join(result.text)
+                tokens = await runner.client.post_json("/tokenize", {"content": text, "add_special": False, "parse_special": True})  # fmt: skip
                 last["context"] = tokens.get("tokens", [])
-            last.update(wire.metrics(final.get("timings"), total_ns=time.monotonic_ns() - start, load_ns=load_ns))
+            last.update(wire.metrics(result.timings, total_ns=time.monotonic_ns() - start, load_ns=load_ns))
             yield last
 
-    async def _render_generate(self, runner: Runner, model: _Model, req: wire.GenerateRequest) -> str:
-        messages = []
-        system = req.system or model.system  # as in Ollama, an empty "system" means the model's
-        if system:
-            messages.append({"role": "system", "content": system})
-        messages.append({"role": "user", "content": req.prompt})
-        rendered = await runner.client.post_json("/apply-template", {"messages": messages})
-        prompt = str(rendered.get("prompt", ""))
+    async def _render_generate(
+        self, runner: Runner, model: ResolvedModel, req: GenerateRequest, tset: TemplateSet | None, think: Think | None
+    ) -> _Rendered:
+        if req.raw:
+            return self._single(req.prompt, req.images)
+        if req.suffix:
+            assert tset is not None  # the insert capability comes from a Go template
+            (tagged,), images = tag_images([Message(role="user", content=req.prompt, images=req.images)])
+            text = render_suffix(tset, tagged.content, req.suffix, think)
+            marked, used = mark_images(text, images, self.marker)
+            rendered = _Rendered(CompletionPrompt(marked, used), text, len(used))
+        else:
+            renderer: Renderer
+            if tset is not None:
+                renderer = GoRenderer(runner.client, self.marker, model.projector is not None, tset, (), think)
+            else:
+                renderer = NativeRenderer(runner.client, self.marker, model.projector is not None, (), think)
+            rendered = await self._from_messages(renderer, generate_messages(model, req))
         if req.context:
             previous = await runner.client.post_json("/detokenize", {"tokens": req.context})
-            prompt = str(previous.get("content", "")) + prompt
-        return prompt
+            prefix = str(previous.get("content", ""))
+            rendered.prompt.text = prefix + rendered.prompt.text
+            rendered.shown = prefix + rendered.shown
+            rendered.messages = None  # the earlier exchange is not messages: cut tokens if too long
+        return rendered
 
     # -- chat ---------------------------------------------------------------------------------------
-    async def chat(self, req: wire.ChatRequest) -> AsyncGenerator[Chunk, None]:
+    async def chat(self, req: ChatRequest) -> AsyncGenerator[Chunk, None]:
         start = time.monotonic_ns()
         if not req.model.strip():
             raise BadRequest("model is required")
-        model, keep_alive, spec, body = self._prepare(req.model, req.keep_alive, req.options, req.format, chat=True)
+        model = resolve_model(self.models, req.model)
+        keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
         if not req.messages and keep_alive == 0:
-            self.pool.expire(spec.model_key)
+            self.pool.expire(str(model.path))
             yield self._control(req.model, "unload", chat=True)
             return
-        messages: list[dict[str, Any]] = []
-        if model.system and (not req.messages or req.messages[0].role != "system"):
-            messages.append({"role": "system", "content": model.system})
-        for m in req.messages:
-            out: dict[str, Any] = {"role": m.role, "content": m.content}
-            if m.thinking and m.role == "assistant":
-                out["reasoning_content"] = m.thinking
-            messages.append(out)
-        body.update(messages=messages, stream=True)
-        async with self.pool.lease(spec, keep_alive) as runner:
+        think = self._think(model, req.think, req.model)
+        needed = (["tools"] if req.tools else []) + (["vision"] if any(m.images for m in req.messages) else [])
+        self._require(model, req.model, "chat", *needed)
+        check_images([i for m in req.messages for i in m.images])
+        tset = go_template(model.template) if model.template else None
+        plan = self._plan(model, req, chat_api=tset is None)
+        async with self.pool.lease(plan.spec, keep_alive) as runner:
             load_ns = time.monotonic_ns() - start
             if not req.messages:
                 yield self._control(req.model, "load", chat=True)
                 return
+            messages = chat_messages(model, req.messages)
+            has_projector = model.projector is not None
+            if tset is not None:
+                chunks = self._chat_template(runner, req, plan, messages, tset, think, has_projector)
+            else:
+                chunks = self._chat_native(runner, req, plan, messages, think, has_projector)
+            async with aclosing(chunks) as stream:
+                async for chunk in stream:
+                    if chunk["done"]:
+                        chunk.update(wire.metrics(chunk.pop("_timings", None), total_ns=time.monotonic_ns() - start, load_ns=load_ns))  # fmt: skip
+                    yield chunk
+
+    @staticmethod
+    def _message_chunk(req: ChatRequest, piece: Piece, logprobs: list[dict[str, Any]]) -> Chunk:
+        message: dict[str, Any] = {"role": "assistant", "content": piece.content}
+        if piece.thinking:
+            message["thinking"] = piece.thinking
+        if piece.calls:
+            message["tool_calls"] = piece.calls
+        chunk: Chunk = {"model": req.model, "created_at": wire.utc_now(), "message": message, "done": False}
+        if logprobs:
+            chunk["logprobs"] = logprobs
+        return chunk
+
+    async def _chat_template(
+        self,
+        runner: Runner,
+        req: ChatRequest,
+        plan: _Plan,
+        messages: list[Message],
+        tset: TemplateSet,
+        think: Think | None,
+        has_projector: bool,
+    ) -> AsyncGenerator[Chunk, None]:
+        renderer = GoRenderer(runner.client, self.marker, has_projector, tset, req.tools, think)
+        rendered = await self._from_messages(renderer, messages)
+        if req.debug_render_only:
+            yield self._debug(req.model, await self._for_debug(rendered, plan, req.truncate), chat=True)
+            return
+        outcome: list[Outcome] = []
+
+        def splitter(prompt: str) -> tuple[OutputSplitter, str]:
+            return self._splitter(tset, think, req.tools, prompt)
+
+        async for piece, logprobs in self._completion(runner, rendered, plan, req, splitter, outcome):
+            yield self._message_chunk(req, piece, logprobs)
+        last = self._final(req, outcome[0].stop_type)
+        last["_timings"] = outcome[0].timings
+        yield last
+
+    async def _chat_native(
+        self,
+        runner: Runner,
+        req: ChatRequest,
+        plan: _Plan,
+        messages: list[Message],
+        think: Think | None,
+        has_projector: bool,
+    ) -> AsyncGenerator[Chunk, None]:
+        renderer = NativeRenderer(runner.client, self.marker, has_projector, req.tools, think)
+        if req.debug_render_only:
+            rendered = await self._from_messages(renderer, messages)
+            yield self._debug(req.model, await self._for_debug(rendered, plan, req.truncate), chat=True)
+            return
+        events = self._events(runner)
+        top = plan.top_logprobs
+        for attempt in range(_ATTEMPTS):
+            body = dict(plan.body, stream=True) | chat_body(messages, req.tools, think)
+            calls = NativeToolCalls()
             finish: str | None = None
             timings: dict[str, Any] | None = None
-            async for event in self._events(runner, "/v1/chat/completions", body):
-                timings = event.get("timings", timings)
-                for choice in event.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    content = delta.get("content")
-                    thinking = delta.get("reasoning_content")
-                    if content or thinking:
-                        message: dict[str, Any] = {"role": "assistant", "content": content or ""}
-                        if thinking:
-                            message["thinking"] = thinking
-                        yield {"model": req.model, "created_at": wire.utc_now(), "message": message, "done": False}
-                    finish = choice.get("finish_reason") or finish
-            last: Chunk = {
-                "model": req.model,
-                "created_at": wire.utc_now(),
-                "message": {"role": "assistant", "content": ""},
-                "done": True,
-                "done_reason": wire.done_reason_from_finish(finish),
-            }
-            last.update(wire.metrics(timings, total_ns=time.monotonic_ns() - start, load_ns=load_ns))
+            started = False
+            try:
+                async with aclosing(events("/v1/chat/completions", body)) as stream:
+                    async for event in stream:
+                        timings = event.get("timings", timings)
+                        for choice in event.get("choices") or ():
+                            delta = choice.get("delta") or {}
+                            calls.add(delta.get("tool_calls") or [])
+                            piece = Piece(delta.get("reasoning_content") or "", delta.get("content") or "")
+                            logprobs = chat_logprobs(choice, top) if top is not None else []
+                            if piece or logprobs:
+                                started = True
+                                yield self._message_chunk(req, piece, logprobs)
+                            finish = choice.get("finish_reason") or finish
+            except ContextOverflow as e:
+                if started or not req.truncate or attempt == _ATTEMPTS - 1:
+                    raise
+                fitted = await fit_messages(messages, renderer.count, e.n_ctx)
+                if len(fitted) == len(messages):
+                    raise PromptTooLong() from None
+                log.info("truncating input messages which exceed context length", dropped=len(messages) - len(fitted))
+                messages = fitted
+                continue
+            last = self._final(req, None, wire.done_reason_from_finish(finish))
+            tool_calls = calls.result()
+            if tool_calls:
+                last["message"]["tool_calls"] = tool_calls
+            last["_timings"] = timings
             yield last
+            return
 
 
 def collect(chunks: list[Chunk]) -> Chunk:
-    """One non-streamed response from the streamed chunks: text fields concatenated into the last."""
+    """One non-streamed response from the streamed chunks: text, tool calls and logprobs gathered
+    into the last."""
     final = dict(chunks[-1])
     if "response" in final:
         final["response"] = "".join(c.get("response", "") for c in chunks)
+        thinking = "".join(c.get("thinking", "") for c in chunks)
+        if thinking:
+            final = _insert_after(final, "response", "thinking", thinking)
     if "message" in final:
         message = dict(final["message"])
         message["content"] = "".join(c["message"].get("content", "") for c in chunks)
         thinking = "".join(c["message"].get("thinking", "") for c in chunks)
         if thinking:
             message["thinking"] = thinking
+        calls = [call for c in chunks for call in c["message"].get("tool_calls", ())]
+        if calls:
+            message["tool_calls"] = calls
         final["message"] = message
+    logprobs = [lp for c in chunks for lp in c.get("logprobs", ())]
+    if logprobs:
+        final["logprobs"] = logprobs
     return final
 
+
+def _insert_after(d: Chunk, after: str, key: str, value: Any) -> Chunk:
+    out: Chunk = {}
+    for k, v in d.items():
+        out[k] = v
+        if k == after:
+            out[key] = value
+    return out

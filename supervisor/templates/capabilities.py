@@ -9,6 +9,7 @@ templates; one pulled from elsewhere is reported when it is used).
 
 from __future__ import annotations
 
+from ..store.gguf_info import GGUFInfo, capabilities
 from .gotemplate import infer_thinking_tags, ollama_vars, parse_ollama_template
 from .gotemplate_nodes import TemplateSyntaxError
 
@@ -28,4 +29,13 @@ def template_capabilities(source: str) -> list[str]:
     opening, closing = infer_thinking_tags(tset)
     if opening and closing:
         caps.append("thinking")
+    return caps
+
+
+def model_capabilities(info: GGUFInfo, *, has_projector: bool, go_template: str | None) -> list[str]:
+    """A model's capabilities: the GGUF's, except that a Go TEMPLATE decides tools/insert/thinking."""
+    caps = capabilities(info, has_projector=has_projector)
+    if go_template is not None:
+        caps = [c for c in caps if c in ("completion", "embedding", "vision")]
+        caps += template_capabilities(go_template)
     return caps

@@ -14,7 +14,7 @@ _counter = itertools.count(1)
 
 
 def fake_env(**switches: str) -> dict[str, str]:
-    env = child_env(os.environ, owner="0:0.000", config_home=Path("/nonexistent"))
+    env = child_env(os.environ, owner="0:0.000", config_home=Path("/nonexistent"), marker="<__test_media__>")
     env.update(switches)
     return env
 

@@ -33,11 +33,13 @@ def test_optional_flags() -> None:
 
 def test_child_env_scrubs_llama_overrides() -> None:
     """LLAMA_ARG_*, LLAMA_SERVER_ROUTER_PORT and LLAMA_API_KEY never reach a runner; the owner mark does."""
-    parent = {"PATH": "/bin", "LLAMA_ARG_CTX_SIZE": "1", "LLAMA_SERVER_ROUTER_PORT": "9", "LLAMA_API_KEY": "k", "HOME": "/root"}
-    env = child_env(parent, owner="1:2.000", config_home=Path("/cfg"))
+    parent = {"PATH": "/bin", "LLAMA_ARG_CTX_SIZE": "1", "LLAMA_SERVER_ROUTER_PORT": "9", "LLAMA_API_KEY": "k", "HOME": "/root",
+              "LLAMA_MEDIA_MARKER": "<img>"}  # fmt: skip
+    env = child_env(parent, owner="1:2.000", config_home=Path("/cfg"), marker="<__m__>")
     assert env["PATH"] == "/bin" and env["HOME"] == "/root"
     assert not {"LLAMA_ARG_CTX_SIZE", "LLAMA_SERVER_ROUTER_PORT", "LLAMA_API_KEY"} & set(env)
     assert env[OWNER_ENV] == "1:2.000" and env["XDG_CONFIG_HOME"] == "/cfg"
+    assert env["LLAMA_MEDIA_MARKER"] == "<__m__>"  # the supervisor's marker, never the parent's
 
 
 def test_num_ctx_rules() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from supervisor.errors import BadRequest, InvalidJSON, InvalidOption, MissingBody
 from supervisor.protocol import ollama as wire
+from supervisor.protocol.ollama_requests import ChatRequest, GenerateRequest
 from supervisor.service.inference import collect
 
 UNSET = object()
@@ -37,23 +38,23 @@ def test_body_errors_match_go(body: bytes, exc: type[Exception], message: str) -
 def test_wrong_field_type_matches_go() -> None:
     """A field of the wrong JSON type names the Go struct field and type."""
     with pytest.raises(InvalidJSON) as e:
-        wire.GenerateRequest.from_json({"model": "m", "stream": "no"})
+        GenerateRequest.from_json({"model": "m", "stream": "no"})
     assert str(e.value) == "json: cannot unmarshal string into Go struct field GenerateRequest.stream of type bool"
     with pytest.raises(InvalidJSON, match="GenerateRequest.context of type int"):
-        wire.GenerateRequest.from_json({"model": "m", "context": [1, "a"]})
+        GenerateRequest.from_json({"model": "m", "context": [1, "a"]})
     with pytest.raises(InvalidJSON, match="ChatRequest.messages of type"):
-        wire.ChatRequest.from_json({"model": "m", "messages": "hi"})
+        ChatRequest.from_json({"model": "m", "messages": "hi"})
 
 
 def test_top_logprobs_range() -> None:
     """top_logprobs outside 0..20 is rejected with Ollama's message."""
     with pytest.raises(BadRequest, match="^top_logprobs must be between 0 and 20$"):
-        wire.GenerateRequest.from_json({"model": "m", "top_logprobs": 21})
+        GenerateRequest.from_json({"model": "m", "top_logprobs": 21})
 
 
 def test_chat_roles_are_lower_cased() -> None:
     """Message roles are lower-cased on decode, as Ollama does."""
-    req = wire.ChatRequest.from_json({"model": "m", "messages": [{"role": "USER", "content": "hi"}]})
+    req = ChatRequest.from_json({"model": "m", "messages": [{"role": "USER", "content": "hi"}]})
     assert req.messages[0].role == "user" and req.stream is True
 
 

@@ -1,0 +1,113 @@
+"""Request bodies for llama-server's chat endpoints, built from Ollama's messages (pure).
+
+llama-server speaks OpenAI's chat format (reference/llama-server.md §3.6): images are ``image_url``
+parts with base64 ``data:`` URIs (never URLs it would fetch itself), assistant tool calls carry their
+arguments as a JSON *string*, a tool result is a ``tool`` message naming its call, and a previous
+answer's reasoning goes back as ``reasoning_content``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from ..errors import BadRequest
+from .ollama_requests import Message, Think
+
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+
+
+def media_type(data: bytes) -> str | None:
+    """The MIME type of an image from its first bytes; ``None`` when it is not an image format
+    llama-server decodes (it would try such bytes as video, through an external ffprobe)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for signature, mime in _SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    return None
+
+
+def check_images(images: Sequence[bytes]) -> None:
+    """Refuse image data that is not JPEG, PNG, GIF, BMP or WebP, before a runner sees it."""
+    for i, data in enumerate(images):
+        if media_type(data) is None:
+            raise BadRequest(f"image {i} is not a supported image (JPEG, PNG, GIF, BMP or WebP)")
+
+
+def data_uri(data: bytes) -> str:
+    return f"data:{media_type(data) or 'application/octet-stream'};base64,{base64.b64encode(data).decode()}"
+
+
+def _content(m: Message) -> str | list[dict[str, Any]]:
+    if not m.images:
+        return m.content
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": data_uri(i)}} for i in m.images]
+    if m.content:
+        parts.append({"type": "text", "text": m.content})
+    return parts
+
+
+def chat_message(m: Message) -> dict[str, Any]:
+    """One Ollama message as llama-server's chat endpoint takes it."""
+    out: dict[str, Any] = {"role": m.role, "content": _content(m)}
+    if m.role == "assistant":
+        if m.thinking:
+            out["reasoning_content"] = m.thinking
+        if m.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": call.get("id") or f"call_{i}",
+                    "type": "function",
+                    "function": {
+                        "name": call["function"]["name"],
+                        "arguments": orjson.dumps(call["function"]["arguments"]).decode(),
+                    },
+                }
+                for i, call in enumerate(m.tool_calls)
+            ]
+    if m.role == "tool":
+        if m.tool_name:
+            out["name"] = m.tool_name
+        if m.tool_call_id:
+            out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _link_tool_results(messages: list[dict[str, Any]]) -> None:
+    """Give a tool result without ``tool_call_id`` the id of the call it answers (by name, else in
+    order): Jinja templates that pair results with calls need it, and Ollama clients rarely send it."""
+    pending: list[dict[str, Any]] = []
+    for m in messages:
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            pending = list(m["tool_calls"])
+        elif m["role"] == "tool" and "tool_call_id" not in m and pending:
+            match = next((c for c in pending if c["function"]["name"] == m.get("name")), pending[0])
+            pending.remove(match)
+            m["tool_call_id"] = match["id"]
+
+
+def chat_body(
+    messages: Sequence[Message], tools: Sequence[dict[str, Any]], think: Think | None
+) -> dict[str, Any]:
+    """``messages``, ``tools`` and the thinking switches of a chat request (sampling added by the caller)."""
+    body: dict[str, Any] = {"messages": [chat_message(m) for m in messages]}
+    _link_tool_results(body["messages"])
+    if tools:
+        body["tools"] = list(tools)
+    if think is not None:
+        kwargs: dict[str, Any] = {"enable_thinking": think.enabled}
+        if think.level:
+            kwargs["reasoning_effort"] = think.level
+            body["reasoning_effort"] = think.level
+        body["chat_template_kwargs"] = kwargs
+    return body

@@ -1,0 +1,76 @@
+"""A requested model name → everything a request needs to run it (blocking file reads).
+
+``resolve_model`` reads the manifest's layers (or the in-place GGUF) and the GGUF header once per
+request; the Go TEMPLATE is parsed once per distinct text (``go_template``), since every request for
+a model renders with the same tree.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import LlamasupError, ModelNotFound
+from ..store import ModelName, read_gguf_info
+from ..store.gguf_info import GGUFInfo
+from ..store.index import ModelIndex
+from ..templates import TemplateSet, TemplateSyntaxError, parse_ollama_template
+from ..templates.capabilities import model_capabilities
+
+
+@functools.lru_cache(maxsize=64)
+def go_template(source: str) -> TemplateSet:
+    """A TEMPLATE parsed as Ollama parses it; a stored template that does not parse is a 500."""
+    try:
+        return parse_ollama_template(source)
+    except TemplateSyntaxError as e:
+        raise LlamasupError(f"template error: {e}") from None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model found by name, with its layers read."""
+
+    name: ModelName
+    path: Path
+    info: GGUFInfo
+    params: dict[str, Any]
+    system: str | None
+    template: str | None  # the Go TEMPLATE layer; None: llama-server renders the GGUF's template
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    projector: Path | None = None
+    adapters: tuple[Path, ...] = ()
+    capabilities: tuple[str, ...] = ()
+
+    @property
+    def family(self) -> str:
+        return self.info.architecture or ""
+
+    def missing(self, *needed: str) -> list[str]:
+        return [c for c in needed if c not in self.capabilities]
+
+
+def resolve_model(models: ModelIndex, requested: str) -> ResolvedModel:
+    """The model ``requested`` names, or Ollama's 404 (``model '<x>' not found``)."""
+    if not requested.strip():
+        raise ModelNotFound("")
+    ref = models.find(ModelName.parse(requested))
+    if ref is None:
+        raise ModelNotFound(requested)
+    files = models.files(ref)
+    info = read_gguf_info(files.weights)
+    caps = model_capabilities(info, has_projector=bool(files.projectors), go_template=files.template)
+    return ResolvedModel(
+        name=ref.name,
+        path=files.weights,
+        info=info,
+        params=files.params,
+        system=files.system,
+        template=files.template,
+        messages=files.messages,
+        projector=files.projectors[0] if files.projectors else None,
+        adapters=files.adapters,
+        capabilities=tuple(caps),
+    )
