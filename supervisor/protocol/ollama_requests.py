@@ -179,18 +179,10 @@ class Message:
 
     def to_json(self) -> dict[str, Any]:
         """Ollama's JSON of the message (images as base64), for templates and logs."""
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.thinking:
-            out["thinking"] = self.thinking
-        if self.images:
-            out["images"] = [base64.b64encode(i).decode() for i in self.images]
-        if self.tool_calls:
-            out["tool_calls"] = self.tool_calls
-        if self.tool_name:
-            out["tool_name"] = self.tool_name
-        if self.tool_call_id:
-            out["tool_call_id"] = self.tool_call_id
-        return out
+        images = [base64.b64encode(i).decode() for i in self.images]
+        optional = {"thinking": self.thinking, "images": images, "tool_calls": self.tool_calls,
+                    "tool_name": self.tool_name, "tool_call_id": self.tool_call_id}  # fmt: skip
+        return {"role": self.role, "content": self.content} | {k: v for k, v in optional.items() if v}
 
 
 def _check(struct: str, data: dict[str, Any]) -> None:

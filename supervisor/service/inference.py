@@ -140,26 +140,22 @@ class InferenceService:
         return _Plan(spec, body, int(options.sampling.get("n_keep", 4)), top)
 
     @staticmethod
-    def _control(model: str, done_reason: str, *, chat: bool) -> Chunk:
+    def _reply(model: str, *, chat: bool, done: bool) -> Chunk:
+        """An empty reply in the route's shape (``message`` for chat, ``response`` for generate)."""
         chunk: Chunk = {"model": model, "created_at": wire.utc_now()}
         if chat:
             chunk["message"] = {"role": "assistant", "content": ""}
         else:
             chunk["response"] = ""
-        chunk["done"] = True
-        chunk["done_reason"] = done_reason
+        chunk["done"] = done
         return chunk
 
-    @staticmethod
-    def _debug(model: str, rendered: _Rendered, *, chat: bool) -> Chunk:
-        chunk: Chunk = {"model": model, "created_at": wire.utc_now()}
-        if chat:
-            chunk["message"] = {"role": "assistant", "content": ""}
-        else:
-            chunk["response"] = ""
-        chunk["done"] = False
-        chunk["_debug_info"] = {"rendered_template": rendered.shown, "image_count": rendered.image_count}
-        return chunk
+    def _control(self, model: str, done_reason: str, *, chat: bool) -> Chunk:
+        return self._reply(model, chat=chat, done=True) | {"done_reason": done_reason}
+
+    def _debug(self, model: str, rendered: _Rendered, *, chat: bool) -> Chunk:
+        info = {"rendered_template": rendered.shown, "image_count": rendered.image_count}
+        return self._reply(model, chat=chat, done=False) | {"_debug_info": info}
 
     @staticmethod
     def _events(runner: Runner) -> Callable[[str, dict[str, Any]], AsyncGenerator[dict[str, Any], None]]:
@@ -268,14 +264,8 @@ class InferenceService:
                 rendered = await self._shrink(runner, rendered, e.n_ctx, plan, req.shift)
 
     def _final(self, req: GenerateRequest | ChatRequest, stop_type: str | None, done_reason: str | None = None) -> Chunk:
-        chunk: Chunk = {"model": req.model, "created_at": wire.utc_now()}
-        if isinstance(req, ChatRequest):
-            chunk["message"] = {"role": "assistant", "content": ""}
-        else:
-            chunk["response"] = ""
-        chunk["done"] = True
-        chunk["done_reason"] = done_reason or wire.done_reason_from_stop_type(stop_type)
-        return chunk
+        reason = done_reason or wire.done_reason_from_stop_type(stop_type)
+        return self._reply(req.model, chat=isinstance(req, ChatRequest), done=True) | {"done_reason": reason}
 
     # -- generate -----------------------------------------------------------------------------------
     async def generate(self, req: GenerateRequest) -> AsyncGenerator[Chunk, None]:
@@ -339,7 +329,7 @@ class InferenceService:
         else:
             renderer: Renderer
             if tset is not None:
-                renderer = GoRenderer(runner.client, self.marker, model.projector is not None, tset, (), think)
+                renderer = GoRenderer(tset, runner.client, self.marker, model.projector is not None, (), think)
             else:
                 renderer = NativeRenderer(runner.client, self.marker, model.projector is not None, (), think)
             rendered = await self._from_messages(renderer, generate_messages(model, req))
@@ -407,7 +397,7 @@ class InferenceService:
         think: Think | None,
         has_projector: bool,
     ) -> AsyncGenerator[Chunk, None]:
-        renderer = GoRenderer(runner.client, self.marker, has_projector, tset, req.tools, think)
+        renderer = GoRenderer(tset, runner.client, self.marker, has_projector, req.tools, think)
         rendered = await self._from_messages(renderer, messages)
         if req.debug_render_only:
             yield self._debug(req.model, await self._for_debug(rendered, plan, req.truncate), chat=True)

@@ -96,10 +96,19 @@ def mark_images(prompt: str, images: Sequence[bytes], marker: str) -> tuple[str,
 class Renderer:
     """Turns messages into a prompt (with image markers) and counts its tokens."""
 
-    def __init__(self, client: RunnerClient, marker: str, has_projector: bool) -> None:
+    def __init__(
+        self,
+        client: RunnerClient,
+        marker: str,
+        has_projector: bool,
+        tools: Sequence[dict[str, Any]],
+        think: Think | None,
+    ) -> None:
         self.client = client
         self.marker = marker
         self.has_projector = has_projector
+        self.tools = tools
+        self.think = think
 
     async def render(self, messages: Sequence[Message]) -> tuple[str, list[bytes]]:
         raise NotImplementedError
@@ -114,17 +123,10 @@ class Renderer:
 class GoRenderer(Renderer):
     """A Go TEMPLATE executed by llamasup."""
 
-    def __init__(
-        self,
-        client: RunnerClient,
-        marker: str,
-        has_projector: bool,
-        tset: TemplateSet,
-        tools: Sequence[dict[str, Any]],
-        think: Think | None,
-    ) -> None:
-        super().__init__(client, marker, has_projector)
-        self.tset, self.tools, self.think = tset, tools, think
+    def __init__(self, tset: TemplateSet, client: RunnerClient, marker: str, has_projector: bool,
+                 tools: Sequence[dict[str, Any]], think: Think | None) -> None:  # fmt: skip
+        super().__init__(client, marker, has_projector, tools, think)
+        self.tset = tset
 
     def render_tagged(self, messages: Sequence[Message]) -> tuple[str, list[bytes]]:
         """The prompt with ``[img-N]`` tags still in (what ``_debug_render_only`` shows)."""
@@ -138,17 +140,6 @@ class GoRenderer(Renderer):
 
 class NativeRenderer(Renderer):
     """The GGUF's Jinja template, applied by llama-server."""
-
-    def __init__(
-        self,
-        client: RunnerClient,
-        marker: str,
-        has_projector: bool,
-        tools: Sequence[dict[str, Any]],
-        think: Think | None,
-    ) -> None:
-        super().__init__(client, marker, has_projector)
-        self.tools, self.think = tools, think
 
     async def render(self, messages: Sequence[Message]) -> tuple[str, list[bytes]]:
         body = chat_body(messages, self.tools, self.think)

@@ -96,6 +96,12 @@ For each function call, return a json object with function name and arguments wi
 {%- endfor %}
 {%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"""
 
+# A DeepSeek-R1-like variant: when thinking, the prompt itself ends by opening the thinking block.
+GO_OPENS_THINKING = GO_CHATML.replace(
+    '{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant\n{{ end }}',
+    '{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant\n{{ if $.Think }}<think>\n{{ end }}{{ end }}',
+)
+OPENED_SCRIPT = ["Thinking", " inside.", "</th", "ink>", "Done."]
 FIM_TEMPLATE = "{{- if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>{{- else }}{{ .Prompt }}{{- end }}"
 
 ANSWER_SCRIPT = ["<th", "ink>", "Let me", " see.", "</thi", "nk>", "The answer", " is 4."]
@@ -121,6 +127,7 @@ def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "answer": write_scripted_model(d / "answer.gguf", {ASSISTANT_TRIGGER: ANSWER_SCRIPT}),
         "tools": write_scripted_model(d / "tools.gguf", {ASSISTANT_TRIGGER: TOOL_SCRIPT}, chat_template=JINJA_CHATML_TOOLS),
+        "opened": write_scripted_model(d / "opened.gguf", {"<think>\n": OPENED_SCRIPT}),
         "random": write_model(d / "random.gguf", preset="tiny"),
         "projector": write_projector(d / "mmproj.gguf", text_n_embd=128),
     }
@@ -135,6 +142,7 @@ def store(tmp_path: Path, models_dir: Path, ggufs: dict[str, Path]) -> Path:
     install_gguf(models_dir, "fim", ggufs["random"], template=FIM_TEMPLATE)
     install_gguf(models_dir, "answer-go", ggufs["answer"], template=GO_CHATML)
     install_gguf(models_dir, "tools-go", ggufs["tools"], template=GO_CHATML)
+    install_gguf(models_dir, "opened-go", ggufs["opened"], template=GO_OPENS_THINKING)
     install_gguf(models_dir, "tools-native", ggufs["tools"])
     install_gguf(models_dir, "vision", ggufs["random"], projector=ggufs["projector"])
     install_gguf(models_dir, "vision-go", ggufs["random"], projector=ggufs["projector"], template=GO_CHATML)
@@ -240,6 +248,16 @@ async def test_generate_thinking_and_levels(server: TestServer) -> None:
     assert reply["thinking"] == "Let me see." and reply["response"] == "The answer is 4."
     reply = await _one(server, "/api/generate", {"model": "answer-go", "prompt": "2+2?", "think": False})
     assert "thinking" not in reply and reply["response"] == "<think>Let me see.</think>The answer is 4."
+
+
+async def test_prompt_that_opens_thinking(server: TestServer) -> None:
+    """When the prompt ends with the opening tag, the model's first words are already thinking."""
+    assert GO_OPENS_THINKING != GO_CHATML
+    shown = await _one(server, "/api/chat", {"model": "opened-go", "messages": [{"role": "user", "content": "Q"}], "_debug_render_only": True})
+    assert shown["_debug_info"]["rendered_template"].endswith("<|im_start|>assistant\n<think>\n")
+    status, chunks = await _post(server, "/api/chat", {"model": "opened-go", "messages": [{"role": "user", "content": "Q"}]})
+    assert status == 200
+    assert _text(chunks, "thinking") == "Thinking inside." and _text(chunks, "content") == "Done."
 
 
 async def test_think_errors(server: TestServer) -> None:

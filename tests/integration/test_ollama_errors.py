@@ -26,6 +26,12 @@ CASES = [
     ("/api/generate", b'{"model":"tiny","prompt":"x","top_logprobs":21}', 400, "top_logprobs must be between 0 and 20"),
     ("/api/generate", b'{"model":"tiny","prompt":"x","options":{"temperature":"hot"}}', 500, 'option "temperature" must be of type float32'),
     ("/api/chat", b'{"model":"tiny","messages":[{"role":"user","content":"x"}],"options":{"stop":"x"}}', 500, 'option "stop" must be of type array'),
+    ("/api/generate", b'{"model":"tiny","prompt":"x","think":"extreme"}', 400, 'invalid think value: "extreme" (must be "high", "medium", "low", "max", true, or false)'),
+    ("/api/chat", b'{"model":"tiny","messages":[],"think":1}', 400, 'think must be a boolean or string ("high", "medium", "low", "max", true, or false)'),
+    ("/api/chat", b'{"model":"tiny","messages":[{"role":"user","content":"x"}],"think":true}', 400, '"tiny" does not support thinking'),
+    ("/api/chat", b'{"model":"tiny","messages":[{"role":"user","content":"x","images":["data:image/png;base64,iVBOR"]}]}', 400, "illegal base64 data at input byte 4"),
+    ("/api/generate", b'{"model":"tiny","prompt":"x","suffix":"y"}', 400, "registry.ollama.ai/library/tiny:latest does not support insert"),
+    ("/api/generate", b'{"model":"tiny","prompt":"x","template":"{{ .Prompt"}', 500, "template: :1: unclosed action"),
     ("/api/generate", b'{"model":"tiny","prompt":"x","format":"yaml"}', 500, 'invalid format: "\\"yaml\\""; expected "json" or a valid JSON Schema object'),
 ]
 
