@@ -223,6 +223,27 @@ async def test_tool_follow_up_renders(server: TestServer) -> None:
     )
 
 
+async def test_native_tool_follow_up_renders(server: TestServer) -> None:
+    """On the Jinja path the call goes back to llama-server (which hands the template its arguments as an
+    object), paired with its result, and the reasoning of an earlier answer is replayed."""
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "thinking": "Use the tool.",
+         "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": '{"temp": 20}', "tool_name": "get_weather"},
+        {"role": "assistant", "content": "It is 20.", "thinking": "Easy."},
+        {"role": "user", "content": "Thanks"},
+    ]  # fmt: skip
+    reply = await _one(server, "/api/chat", {"model": "tools-native", "messages": messages, "_debug_render_only": True})
+    assert reply["_debug_info"]["rendered_template"] == (
+        "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant<tool_call>\n"  # {%- trims the newline
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>\n'
+        '<|im_start|>user\n<tool_response>\n{"temp": 20}\n</tool_response><|im_end|>\n'
+        "<|im_start|>assistant\n<think>\nEasy.\n</think>\nIt is 20.<|im_end|>\n"
+        "<|im_start|>user\nThanks<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
 async def test_bad_request_template_is_an_error(server: TestServer) -> None:
     """A request template that does not parse is refused with Go's parse error."""
     status, (reply,) = await _post(server, "/api/generate", {"model": "tiny", "prompt": "x", "template": "{{ .Prompt"})
