@@ -11,7 +11,7 @@ from ..modelfile.build import create_model
 from ..protocol import ollama as wire
 from ..protocol.create import parse_create_request
 from ..protocol.ollama_requests import ChatRequest, GenerateRequest
-from ..service.inference import collect
+from ..service.output import collect
 from .keys import BUILD, CATALOG, INFERENCE
 from .streaming import respond
 

@@ -465,36 +465,3 @@ class InferenceService:
             yield last
             return
 
-
-def collect(chunks: list[Chunk]) -> Chunk:
-    """One non-streamed response from the streamed chunks: text, tool calls and logprobs gathered
-    into the last."""
-    final = dict(chunks[-1])
-    if "response" in final:
-        final["response"] = "".join(c.get("response", "") for c in chunks)
-        thinking = "".join(c.get("thinking", "") for c in chunks)
-        if thinking:
-            final = _insert_after(final, "response", "thinking", thinking)
-    if "message" in final:
-        message = dict(final["message"])
-        message["content"] = "".join(c["message"].get("content", "") for c in chunks)
-        thinking = "".join(c["message"].get("thinking", "") for c in chunks)
-        if thinking:
-            message["thinking"] = thinking
-        calls = [call for c in chunks for call in c["message"].get("tool_calls", ())]
-        if calls:
-            message["tool_calls"] = calls
-        final["message"] = message
-    logprobs = [lp for c in chunks for lp in c.get("logprobs", ())]
-    if logprobs:
-        final["logprobs"] = logprobs
-    return final
-
-
-def _insert_after(d: Chunk, after: str, key: str, value: Any) -> Chunk:
-    out: Chunk = {}
-    for k, v in d.items():
-        out[k] = v
-        if k == after:
-            out[key] = value
-    return out

@@ -9,6 +9,8 @@ Two sources, as there are two chat paths (DESIGN.md):
   tool calls; tool-call argument strings arrive in pieces and become objects at the end
   (``NativeToolCalls``), as Ollama sends them on the final chunk.
 
+``collect`` folds a stream into the one object a non-streamed reply is.
+
 Token log-probabilities come in llama-server's two shapes and leave in Ollama's
 (``{"token","logprob","top_logprobs"?}``; ``bytes`` omitted, as Ollama does).
 """
@@ -125,3 +127,37 @@ class NativeToolCalls:
             entry["function"] = {"index": index, "name": call["name"], "arguments": arguments}
             out.append(entry)
         return out
+
+
+def collect(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One non-streamed response from the streamed chunks: text, tool calls and logprobs gathered
+    into the last."""
+    final = dict(chunks[-1])
+    if "response" in final:
+        final["response"] = "".join(c.get("response", "") for c in chunks)
+        thinking = "".join(c.get("thinking", "") for c in chunks)
+        if thinking:
+            final = _insert_after(final, "response", "thinking", thinking)
+    if "message" in final:
+        message = dict(final["message"])
+        message["content"] = "".join(c["message"].get("content", "") for c in chunks)
+        thinking = "".join(c["message"].get("thinking", "") for c in chunks)
+        if thinking:
+            message["thinking"] = thinking
+        calls = [call for c in chunks for call in c["message"].get("tool_calls", ())]
+        if calls:
+            message["tool_calls"] = calls
+        final["message"] = message
+    logprobs = [lp for c in chunks for lp in c.get("logprobs", ())]
+    if logprobs:
+        final["logprobs"] = logprobs
+    return final
+
+
+def _insert_after(d: dict[str, Any], after: str, key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out[k] = v
+        if k == after:
+            out[key] = value
+    return out

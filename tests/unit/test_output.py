@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from supervisor.errors import RunnerHTTPError
-from supervisor.service.inference import collect
+from supervisor.service.output import collect
 from supervisor.service.output import NativeToolCalls, chat_logprobs, completion_logprobs
 
 

@@ -10,7 +10,7 @@ import pytest
 from supervisor.errors import BadRequest, InvalidJSON, InvalidOption, MissingBody
 from supervisor.protocol import ollama as wire
 from supervisor.protocol.ollama_requests import ChatRequest, GenerateRequest
-from supervisor.service.inference import collect
+from supervisor.service.output import collect
 
 UNSET = object()
 
