@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from supervisor.app import create_app
 from supervisor.settings import Settings
 from tests.models import write_model
+from tests.processes import stop_process, wait_until_serving
 from tests.store_helpers import install_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,31 +152,14 @@ def subprocess_server(tmp_path: Path, models_dir: Path, llama_server_bin: Path) 
             LLAMASUP_LOG_FORMAT="json",
         )
         env.update(env_overrides)
-        log = open(tmp_path / f"server-{port}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "supervisor", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        log = tmp_path / f"server-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "supervisor", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        import urllib.request
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not start: {(tmp_path / f'server-{port}.log').read_text()[-3000:]}")
-            time.sleep(0.05)
+        wait_until_serving(proc, url + "/", log, timeout=30)
         return proc, url
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,13 @@ __all__ = [
     "IM_START",
     "LOGIT_MARGIN",
     "PRESETS",
+    "RMS_EPS",
     "Preset",
     "Vocab",
     "build_vocab",
+    "gpt2_byte_table",
     "write_embedding_model",
+    "write_llama_gguf",
     "write_model",
 ]
 
@@ -94,7 +98,7 @@ BANNED_BYTES: frozenset[int] = frozenset(
     b for b in range(256) if not (0x20 <= b <= 0x7E or b in (0x09, 0x0A))
 )
 
-_RMS_EPS = 1e-5
+RMS_EPS = 1e-5
 _F16_MAX = float(np.finfo(np.float16).max)
 
 # Safety factor on numerically computed spectral norms (eigvalsh in float64 of
@@ -202,7 +206,7 @@ _TOKEN_NORMAL = int(gguf.TokenType.NORMAL)
 _TOKEN_CONTROL = int(gguf.TokenType.CONTROL)
 
 
-def _bytes_to_unicode() -> list[str]:
+def gpt2_byte_table() -> list[str]:
     """GPT-2's byte-to-printable-unicode table, indexed by byte value."""
     printable = (
         list(range(ord("!"), ord("~") + 1))
@@ -228,7 +232,8 @@ class Vocab:
     bos_id: int
     im_start_id: int
     im_end_id: int
-    # Tokens the model must never emit: the control tokens and BANNED_BYTES.
+    # Tokens the model must never emit (in `build_vocab`'s: the control tokens
+    # and BANNED_BYTES).
     banned_ids: frozenset[int]
 
     @property
@@ -238,7 +243,7 @@ class Vocab:
 
 def _learn_merges(text: str, n_merges: int) -> list[tuple[str, str]]:
     """Classic BPE training; ties broken by pair order so the result is stable."""
-    byte_map = _bytes_to_unicode()
+    byte_map = gpt2_byte_table()
     words: Counter[tuple[str, ...]] = Counter(
         tuple(byte_map[b] for b in chunk.encode("utf-8"))
         for chunk in _PRETOKENIZE.findall(text)
@@ -274,7 +279,7 @@ def _learn_merges(text: str, n_merges: int) -> list[tuple[str, str]]:
 @functools.cache
 def build_vocab(n_merges: int = 400) -> Vocab:
     """The tokenizer shared by every preset (it does not depend on the seed)."""
-    byte_map = _bytes_to_unicode()
+    byte_map = gpt2_byte_table()
     tokens: list[str] = list(byte_map)
     seen = set(tokens)
     merges = _learn_merges(_TRAINING_TEXT, n_merges)
@@ -434,7 +439,7 @@ def _generate(
     allowed = np.array(sorted(set(range(n_vocab)) - vocab.banned_ids))
     out = out.astype(dtype).astype(np.float32)
     worst_allowed = float(np.linalg.norm(out[allowed], axis=1).max()) * u_final
-    reserved_min = float(np.sqrt(n) * c / np.sqrt(c * c + r * r + n * _RMS_EPS))
+    reserved_min = float(np.sqrt(n) * c / np.sqrt(c * c + r * r + n * RMS_EPS))
     # Scale to a round-ish F16 value with headroom so F16 rounding of B itself
     # cannot eat into the margin.
     banned_weight = float(np.float16((worst_allowed + LOGIT_MARGIN) / reserved_min * 1.01))
@@ -459,26 +464,22 @@ _FILE_TYPES: dict[str, tuple[type[np.floating], gguf.LlamaFileType]] = {
 }
 
 
-def _write(
+def write_llama_gguf(
     path: Path,
     *,
-    preset: str,
-    seed: int,
+    preset: Preset,
+    vocab: Vocab,
+    tensors: Mapping[str, npt.NDArray[np.floating]],
+    ftype: gguf.LlamaFileType,
+    name: str,
     context_length: int,
     chat_template: str | None,
-    name: str,
-    file_type: str,
-    pooling: gguf.PoolingType | None,
+    pooling: gguf.PoolingType | None = None,
 ) -> Path:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    if file_type not in _FILE_TYPES:
-        raise ValueError(f"unsupported file_type {file_type!r}; choose from {sorted(_FILE_TYPES)}")
-    p = PRESETS[preset]
-    dtype, ftype = _FILE_TYPES[file_type]
-    vocab = build_vocab()
-    tensors, _ = _generate(p, vocab, seed, dtype)
-
+    """Write a ``llama`` GGUF with a GPT-2 byte-level BPE tokenizer, as the stock llama-server
+    loads it; returns ``path``.  Shared by every test model whose tensors and vocabulary are
+    made elsewhere (`write_model` here, `tests.scripted_models`)."""
+    p = preset
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arch = "llama"
@@ -493,7 +494,7 @@ def _write(
     writer.add_head_count_kv(p.n_head_kv)
     writer.add_rope_dimension_count(p.n_embd // p.n_head)
     writer.add_rope_freq_base(10000.0)
-    writer.add_layer_norm_rms_eps(_RMS_EPS)
+    writer.add_layer_norm_rms_eps(RMS_EPS)
     writer.add_vocab_size(len(vocab.tokens))
     if pooling is not None:
         writer.add_pooling_type(pooling)
@@ -504,8 +505,8 @@ def _write(
     writer.add_token_types(list(vocab.token_types))
     writer.add_token_merges(list(vocab.merges))
     writer.add_bos_token_id(vocab.bos_id)
-    writer.add_eos_token_id(vocab.im_end_id)
-    writer.add_eot_token_id(vocab.im_end_id)
+    writer.add_eos_token_id(vocab.eos_id)
+    writer.add_eot_token_id(vocab.eos_id)
     writer.add_pad_token_id(vocab.bos_id)
     # ChatML models (Qwen et al.) do not prepend BOS; the template carries
     # all the structure.
@@ -515,8 +516,6 @@ def _write(
         writer.add_chat_template(chat_template)
 
     for tname, arr in tensors.items():
-        # Norm vectors stay F32 (as every converter does); matrices take the
-        # requested storage type.
         writer.add_tensor(tname, arr)
 
     writer.write_header_to_file()
@@ -524,6 +523,22 @@ def _write(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def _random_weights(
+    preset: str, seed: int, file_type: str
+) -> tuple[Preset, dict[str, npt.NDArray[np.floating]], gguf.LlamaFileType]:
+    """The preset's dimensions, its tensors for ``build_vocab()`` and the GGUF file type."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if file_type not in _FILE_TYPES:
+        raise ValueError(f"unsupported file_type {file_type!r}; choose from {sorted(_FILE_TYPES)}")
+    p = PRESETS[preset]
+    dtype, ftype = _FILE_TYPES[file_type]
+    # Norm vectors stay F32 (as every converter does); matrices take the
+    # requested storage type.
+    tensors, _ = _generate(p, build_vocab(), seed, dtype)
+    return p, tensors, ftype
 
 
 def write_model(
@@ -542,16 +557,11 @@ def write_model(
     the trained context).  ``chat_template=None`` omits the template key so
     tests can exercise the "no template" code paths.
     """
-    return _write(
-        path,
-        preset=preset,
-        seed=seed,
-        context_length=context_length,
-        chat_template=chat_template,
-        name=name,
-        file_type=file_type,
-        pooling=None,
-    )
+    p, tensors, ftype = _random_weights(preset, seed, file_type)
+    return write_llama_gguf(
+        path, preset=p, vocab=build_vocab(), tensors=tensors, ftype=ftype, name=name,
+        context_length=context_length, chat_template=chat_template,
+    )  # fmt: skip
 
 
 def write_embedding_model(
@@ -568,13 +578,8 @@ def write_embedding_model(
     ``llama.pooling_type`` is what marks a GGUF as an embedding model (for
     Ollama's capability detection and for llama-server's default pooling).
     """
-    return _write(
-        path,
-        preset=preset,
-        seed=seed,
-        context_length=context_length,
-        chat_template=None,
-        name=name,
-        file_type=file_type,
-        pooling=gguf.PoolingType.MEAN,
-    )
+    p, tensors, ftype = _random_weights(preset, seed, file_type)
+    return write_llama_gguf(
+        path, preset=p, vocab=build_vocab(), tensors=tensors, ftype=ftype, name=name,
+        context_length=context_length, chat_template=None, pooling=gguf.PoolingType.MEAN,
+    )  # fmt: skip

@@ -90,8 +90,18 @@ import gguf
 import numpy as np
 import numpy.typing as npt
 
-from tests.models import BOS_TOKEN, DEFAULT_CHAT_TEMPLATE, IM_END, IM_START, LOGIT_MARGIN
-from tests.models import _bytes_to_unicode as _gpt2_byte_table
+from tests.models import (
+    BOS_TOKEN,
+    DEFAULT_CHAT_TEMPLATE,
+    IM_END,
+    IM_START,
+    LOGIT_MARGIN,
+    RMS_EPS,
+    Preset,
+    Vocab,
+    gpt2_byte_table,
+    write_llama_gguf,
+)
 
 __all__ = [
     "ASSISTANT_TRIGGER",
@@ -113,7 +123,6 @@ NOISE = 4.0
 _HIGH = NOISE + LOGIT_MARGIN + 1.0  # successor logit; 1 logit of slack for float rounding
 
 _HEAD_DIM = 64  # keeps every backend's flash-attention kernels applicable
-_RMS_EPS = 1e-5
 
 # The one merge the gpt2 tokenizer needs to load (llama.cpp refuses a BPE
 # vocabulary without a merges key, and gguf-py drops empty arrays).  The
@@ -144,7 +153,7 @@ Array = npt.NDArray[np.float32]
 
 def encode_piece(text: str) -> str:
     """The vocabulary spelling of a plain-text piece: GPT-2 byte encoding of its UTF-8."""
-    table = _gpt2_byte_table()
+    table = gpt2_byte_table()
     return "".join(table[b] for b in text.encode("utf-8"))
 
 
@@ -152,12 +161,9 @@ def encode_piece(text: str) -> str:
 class ScriptPlan:
     """The vocabulary of a scripted model and its successor function."""
 
-    tokens: tuple[str, ...]
-    token_types: tuple[int, ...]
-    merges: tuple[str, ...]
-    bos_id: int
-    im_start_id: int
-    eos_id: int
+    # Its banned_ids are the control tokens other than EOS: pushed far below
+    # everything else.
+    vocab: Vocab
     trigger_ids: Mapping[str, int]
     # Piece text -> token id (a piece equal to an extra special is that token).
     piece_ids: Mapping[str, int]
@@ -165,11 +171,9 @@ class ScriptPlan:
     # other token is followed by EOS.  Insertion order fixes the embedding
     # direction (1, 2, ...) of each token.
     successors: Mapping[int, int]
-    # Control tokens other than EOS: pushed far below everything else.
-    banned_ids: frozenset[int]
 
     def successor(self, token_id: int) -> int:
-        return self.successors.get(token_id, self.eos_id)
+        return self.successors.get(token_id, self.vocab.eos_id)
 
 
 def _check_text(what: str, text: object) -> str:
@@ -196,7 +200,7 @@ def plan_scripts(scripts: Mapping[str, Sequence[str]], extra_special: Sequence[s
         index[text] = len(tokens) - 1
         return len(tokens) - 1
 
-    for byte_token in _gpt2_byte_table():
+    for byte_token in gpt2_byte_table():
         add(byte_token, _NORMAL)
     add("".join(_MERGE), _NORMAL)
     bos_id = add(BOS_TOKEN, _CONTROL)
@@ -259,27 +263,26 @@ def plan_scripts(scripts: Mapping[str, Sequence[str]], extra_special: Sequence[s
             previous = token_id
         successors[previous] = eos_id
 
-    return ScriptPlan(
-        tokens=tuple(tokens),
-        token_types=tuple(types),
-        merges=(" ".join(_MERGE),),
-        bos_id=bos_id,
-        im_start_id=im_start_id,
-        eos_id=eos_id,
-        trigger_ids=trigger_ids,
-        piece_ids=piece_ids,
-        successors=successors,
-        banned_ids=frozenset({bos_id, im_start_id, *trigger_ids.values()}),
-    )
+    banned = frozenset({bos_id, im_start_id, *trigger_ids.values()})
+    vocab = Vocab(
+        tokens=tuple(tokens), token_types=tuple(types), merges=(" ".join(_MERGE),),
+        bos_id=bos_id, im_start_id=im_start_id, im_end_id=eos_id, banned_ids=banned,
+    )  # fmt: skip
+    return ScriptPlan(vocab=vocab, trigger_ids=trigger_ids, piece_ids=piece_ids, successors=successors)
 
 
-def _tensors(plan: ScriptPlan, seed: int) -> tuple[dict[str, Array], int, int]:
-    """All tensors (F32), plus n_embd and n_head."""
-    n_vocab = len(plan.tokens)
+def _shape(plan: ScriptPlan) -> Preset:
+    """One block; a dimension per embedding direction, rounded up to whole ``_HEAD_DIM`` heads."""
     n_dirs = 1 + len(plan.successors)
     n_embd = _HEAD_DIM * max(1, math.ceil(n_dirs / _HEAD_DIM))
     n_head = n_embd // _HEAD_DIM
-    n_ff = _HEAD_DIM
+    return Preset(n_embd=n_embd, n_layer=1, n_head=n_head, n_head_kv=n_head, n_ff=_HEAD_DIM)
+
+
+def _tensors(plan: ScriptPlan, shape: Preset, seed: int) -> dict[str, Array]:
+    """All tensors (F32)."""
+    n_vocab = len(plan.vocab.tokens)
+    n_embd, n_ff = shape.n_embd, shape.n_ff
 
     direction = {t: d for d, t in enumerate(plan.successors, start=1)}
     embd = np.zeros((n_vocab, n_embd), dtype=np.float32)
@@ -301,26 +304,26 @@ def _tensors(plan: ScriptPlan, seed: int) -> tuple[dict[str, Array], int, int]:
         "output_norm.weight": ones.copy(),
     }
 
-    c = 1.0 / math.sqrt(1.0 / n_embd + _RMS_EPS)  # |rmsnorm(e_d)|, the gain on every logit
+    c = 1.0 / math.sqrt(1.0 / n_embd + RMS_EPS)  # |rmsnorm(e_d)|, the gain on every logit
     rng = np.random.default_rng(seed)
     out = (rng.uniform(-NOISE, NOISE, size=(n_vocab, n_embd)) / c).astype(np.float32)
-    out[plan.eos_id, 0] = _HIGH / c
+    out[plan.vocab.eos_id, 0] = _HIGH / c
     for t, d in direction.items():
         out[plan.successor(t), d] = _HIGH / c
-    for t in plan.banned_ids:
+    for t in plan.vocab.banned_ids:
         out[t, :] = -_HIGH / c
     tensors["output.weight"] = out
     _check_margin(plan, tensors)
-    return tensors, n_embd, n_head
+    return tensors
 
 
 def _check_margin(plan: ScriptPlan, tensors: Mapping[str, Array]) -> None:
     """Recompute every token's logits from the stored values (belt and braces)."""
     embd = tensors["token_embd.weight"].astype(np.float64)
-    xn = embd / np.sqrt((embd * embd).mean(axis=1, keepdims=True) + _RMS_EPS)
+    xn = embd / np.sqrt((embd * embd).mean(axis=1, keepdims=True) + RMS_EPS)
     xn *= tensors["output_norm.weight"].astype(np.float64)
     logits = xn @ tensors["output.weight"].astype(np.float64).T
-    for t in range(len(plan.tokens)):
+    for t in range(len(plan.vocab.tokens)):
         row = logits[t]
         succ = plan.successor(t)
         others = np.delete(row, succ)
@@ -347,42 +350,14 @@ def write_scripted_model(
     a trigger that clashes with another special token, and the like.
     """
     plan = plan_scripts(scripts, extra_special)
-    tensors, n_embd, n_head = _tensors(plan, seed)
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, "llama")
-    writer.add_name("scripted-test")
-    writer.add_file_type(int(gguf.LlamaFileType.ALL_F32))
-    writer.add_context_length(4096)
-    writer.add_embedding_length(n_embd)
-    writer.add_block_count(1)
-    writer.add_feed_forward_length(_HEAD_DIM)
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(n_head)
-    writer.add_rope_dimension_count(_HEAD_DIM)
-    writer.add_rope_freq_base(10000.0)
-    writer.add_layer_norm_rms_eps(_RMS_EPS)
-    writer.add_vocab_size(len(plan.tokens))
-
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt-2")
-    writer.add_token_list(list(plan.tokens))
-    writer.add_token_types(list(plan.token_types))
-    writer.add_token_merges(list(plan.merges))
-    writer.add_bos_token_id(plan.bos_id)
-    writer.add_eos_token_id(plan.eos_id)
-    writer.add_eot_token_id(plan.eos_id)
-    writer.add_pad_token_id(plan.bos_id)
-    writer.add_add_bos_token(False)
-    writer.add_add_eos_token(False)
-    if chat_template is not None:
-        writer.add_chat_template(chat_template)
-
-    for name, array in tensors.items():
-        writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    shape = _shape(plan)
+    return write_llama_gguf(
+        path,
+        preset=shape,
+        vocab=plan.vocab,
+        tensors=_tensors(plan, shape, seed),
+        ftype=gguf.LlamaFileType.ALL_F32,
+        name="scripted-test",
+        context_length=4096,
+        chat_template=chat_template,
+    )

@@ -6,8 +6,9 @@ parser and strconv rules so that errors read exactly like Go's; ``gotemplate_nod
 tree types. ``goexec.execute`` runs a tree with Go's semantics (statements there, pipelines in
 ``goeval``) over the value model of ``govalues``; printing is ``gofmt`` (with ``goprintf`` for
 format strings and ``gostrconv`` for number and quote spellings), the builtins ``gofuncs``, JSON
-``gomarshal``; ``ollama_values`` builds the data Ollama gives templates and ``render`` runs them.
-Everything here is pure: no I/O, no global state.
+``gomarshal``; ``ollama_values`` builds the data Ollama gives templates (``TemplateValues`` from
+``message_value``/``tools_value``; the types of messages and tools are there) and ``render``
+runs them. Everything here is pure: no I/O, no global state.
 """
 
 from supervisor.templates.goexec import TemplateExecError, execute
@@ -17,18 +18,7 @@ from supervisor.templates.gotemplate_nodes import TemplateSet, TemplateSyntaxErr
 from supervisor.templates.govalues import NO_VALUE, OrderedGoMap
 from supervisor.templates.ollama_values import (
     OLLAMA_FUNCTIONS,
-    Message,
-    PropertyType,
     TemplateValues,
-    Tool,
-    ToolCall,
-    ToolCallArguments,
-    ToolCallFunction,
-    ToolFunction,
-    ToolFunctionParameters,
-    ToolList,
-    ToolProperties,
-    ToolProperty,
     message_value,
     render,
     tool_call_value,
@@ -39,23 +29,12 @@ __all__ = [
     "NO_VALUE",
     "OLLAMA_FUNCTIONS",
     "GoFunc",
-    "Message",
     "OrderedGoMap",
     "ParamKind",
-    "PropertyType",
     "TemplateExecError",
     "TemplateSet",
     "TemplateSyntaxError",
     "TemplateValues",
-    "Tool",
-    "ToolCall",
-    "ToolCallArguments",
-    "ToolCallFunction",
-    "ToolFunction",
-    "ToolFunctionParameters",
-    "ToolList",
-    "ToolProperties",
-    "ToolProperty",
     "Tree",
     "execute",
     "message_value",

@@ -105,13 +105,18 @@ class Printer:
     def _bad_verb(self, verb: str, value: object) -> None:
         self._erroring = True
         self.write("%!" + verb + "(")
+        self.print_typed(value)
+        self.write(")")
+        self._erroring = False
+
+    def print_typed(self, value: object) -> None:
+        """``<nil>``, or the type and ``%v`` of ``value`` (``int=1``): how fmt shows an operand
+        it could not use (a bad verb's, an extra argument)."""
         if value is None or value is NO_VALUE:
             self.write("<nil>")
         else:
             self.write(type_name(value) + "=")
             self.print_arg(value, "v")
-        self.write(")")
-        self._erroring = False
 
     def _fmt_bool(self, value: bool, verb: str) -> None:
         if verb in "tv":

@@ -174,6 +174,11 @@ def ge(arg1: object, arg2: object) -> bool:
 # -- len, index, slice -----------------------------------------------------------------------------
 
 
+def _byte_string(item: object) -> bytes:
+    """A string as Go measures, indexes and slices it: its UTF-8 bytes."""
+    return str(item).encode("utf-8", "surrogatepass")
+
+
 def length(item: object) -> int:
     if item is NO_VALUE:  # Go asks a zero reflect.Value for its type, which panics
         raise GoFuncError("reflect: call of reflect.Value.Type on zero Value")
@@ -181,7 +186,7 @@ def length(item: object) -> int:
         raise GoFuncError("len of nil pointer")
     kind = kind_of(item)
     if kind is Kind.STRING:
-        return len(str(item).encode("utf-8", "surrogatepass"))  # Go counts bytes
+        return len(_byte_string(item))
     if isinstance(item, Sized) and kind in (Kind.BYTES, Kind.SLICE, Kind.MAP):
         return len(item)
     raise GoFuncError(f"len of type {type_name(item)}")
@@ -199,18 +204,24 @@ def _index_arg(index: object, cap: int) -> int:
     return x
 
 
-def index(item: object, *indexes: object) -> object:
-    """``index x 1 2`` is ``x[1][2]``: slices, strings (a byte) and maps (zero value if absent)."""
+def _operand(item: object, func: str) -> object:
+    """``index``'s and ``slice``'s first argument, indirected; untyped nil is an error."""
     item = _indirect(item)
     if item is NO_VALUE:
-        raise GoFuncError("index of untyped nil")
+        raise GoFuncError(f"{func} of untyped nil")
+    return item
+
+
+def index(item: object, *indexes: object) -> object:
+    """``index x 1 2`` is ``x[1][2]``: slices, strings (a byte) and maps (zero value if absent)."""
+    item = _operand(item, "index")
     for raw in indexes:
         idx = _indirect(raw)
         if item is None:
             raise GoFuncError("index of nil pointer")
         kind = kind_of(item)
         if kind in (Kind.SLICE, Kind.BYTES, Kind.STRING):
-            seq = str(item).encode("utf-8", "surrogatepass") if kind is Kind.STRING else item
+            seq = _byte_string(item) if kind is Kind.STRING else item
             x = _index_arg(idx, len(seq))  # type: ignore[arg-type]
             if x == len(seq):  # type: ignore[arg-type]
                 where = "string" if kind is Kind.STRING else "slice"
@@ -230,16 +241,14 @@ def index(item: object, *indexes: object) -> object:
 
 def slice_(item: object, *indexes: object) -> object:
     """``slice x 1 2`` is ``x[1:2]``; strings are sliced by bytes, as in Go."""
-    item = _indirect(item)
-    if item is NO_VALUE:
-        raise GoFuncError("slice of untyped nil")
+    item = _operand(item, "slice")
     if len(indexes) > 3:
         raise GoFuncError(f"too many slice indexes: {len(indexes)}")
     kind = kind_of(item)
     if kind is Kind.STRING:
         if len(indexes) == 3:
             raise GoFuncError("cannot 3-index slice a string")
-        data: object = str(item).encode("utf-8", "surrogatepass")
+        data: object = _byte_string(item)
     elif kind in (Kind.SLICE, Kind.BYTES):
         data = item
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from supervisor.templates.govalues import NO_VALUE, Kind, kind_of, type_name
+from supervisor.templates.govalues import Kind, kind_of
 
 if TYPE_CHECKING:
     from supervisor.templates.gofmt import Printer
@@ -155,9 +155,5 @@ class Formatter:
             for n, arg in enumerate(self.args[self.arg_num :]):
                 if n:
                     p.write(", ")
-                if arg is None or arg is NO_VALUE:
-                    p.write("<nil>")
-                else:
-                    p.write(type_name(arg) + "=")
-                    p.print_arg(arg, "v")
+                p.print_typed(arg)
             p.write(")")

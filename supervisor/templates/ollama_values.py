@@ -32,6 +32,7 @@ import base64
 import binascii
 import dataclasses
 import datetime
+import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -80,20 +81,24 @@ def json_any(value: object) -> object:
     raise ValueError(f"not a JSON value: {type(value).__name__}")
 
 
-def _json_text(value: object) -> str:
-    return marshal_json(value)
-
-
-class ToolCallArguments(OrderedGoMap):
-    """A tool call's arguments: an ordered map that prints as its compact JSON."""
-
-    GO_TYPE: ClassVar[str] = "template.templateArgs"
+class _JSONStringer:
+    """Prints as its own JSON (Go types whose ``String()`` is ``json.Marshal``)."""
 
     def go_string(self) -> str:
-        return _json_text(self)
+        return marshal_json(self)
+
+
+class _JSONMap(_JSONStringer, OrderedGoMap):
+    """An ordered map that prints as its compact JSON."""
 
     def go_json(self) -> object:
         return dict(self)
+
+
+class ToolCallArguments(_JSONMap):
+    """A tool call's arguments, in the order the model (or client) wrote them."""
+
+    GO_TYPE: ClassVar[str] = "template.templateArgs"
 
 
 class PropertyType(tuple[str, ...]):
@@ -109,118 +114,88 @@ class PropertyType(tuple[str, ...]):
         return self[0] if len(self) == 1 else list(self)
 
 
-class ToolProperties(OrderedGoMap):
-    """Property name → ``ToolProperty``, in the order the tool declared them; prints as JSON."""
+class ToolProperties(_JSONMap):
+    """Property name → ``ToolProperty``, in the order the tool declared them."""
 
     GO_TYPE: ClassVar[str] = "template.templateProperties"
 
-    def go_string(self) -> str:
-        return _json_text(self)
 
-    def go_json(self) -> object:
-        return dict(self)
+class _Omit(enum.Enum):
+    """When a struct field is left out of its JSON (Go's ``omitempty``)."""
+
+    NEVER = "never"
+    EMPTY = "empty"  # omitempty on a string, slice or map: left out when empty
+    NIL = "nil"  # omitempty on an interface or pointer: left out only when nil
 
 
-@dataclass(frozen=True)
-class ToolProperty:
-    GO_TYPE: ClassVar[str] = "api.ToolProperty"
+def _tag(name: str, omit: _Omit = _Omit.NEVER) -> dict[str, object]:
+    """A field's ``json:"name[,omitempty]"`` tag, as dataclass field metadata."""
+    return {"json": (name, omit)}
 
-    AnyOf: tuple[ToolProperty, ...] = ()
-    Type: PropertyType = PropertyType()
-    Items: object = None
-    Description: str = ""
-    Enum: tuple[object, ...] = ()
-    Properties: ToolProperties | None = None
-    Required: tuple[str, ...] = ()
+
+class _GoStruct:
+    """A Go struct whose ``json.Marshal`` follows its fields' tags (`_tag`), in declaration order."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[object]]]  # subclasses are dataclasses
 
     def go_json(self) -> object:
         out: dict[str, object] = {}
-        if self.AnyOf:
-            out["anyOf"] = list(self.AnyOf)
-        if self.Type:
-            out["type"] = self.Type
-        if self.Items is not None:
-            out["items"] = self.Items
-        if self.Description:
-            out["description"] = self.Description
-        if self.Enum:
-            out["enum"] = list(self.Enum)
-        if self.Properties is not None:
-            out["properties"] = self.Properties
-        if self.Required:
-            out["required"] = list(self.Required)
+        for f in dataclasses.fields(self):
+            name, omit = f.metadata["json"]
+            value = getattr(self, f.name)
+            if (omit is _Omit.EMPTY and not value) or (omit is _Omit.NIL and value is None):
+                continue
+            out[name] = value
         return out
 
 
-class _JSONStringer:
-    """Prints as its own JSON (Go types whose ``String()`` is ``json.Marshal``)."""
+@dataclass(frozen=True)
+class ToolProperty(_GoStruct):
+    GO_TYPE: ClassVar[str] = "api.ToolProperty"
 
-    def go_string(self) -> str:
-        return _json_text(self)
+    AnyOf: tuple[ToolProperty, ...] = field(default=(), metadata=_tag("anyOf", _Omit.EMPTY))
+    Type: PropertyType = field(default=PropertyType(), metadata=_tag("type", _Omit.EMPTY))
+    Items: object = field(default=None, metadata=_tag("items", _Omit.NIL))
+    Description: str = field(default="", metadata=_tag("description", _Omit.EMPTY))
+    Enum: tuple[object, ...] = field(default=(), metadata=_tag("enum", _Omit.EMPTY))
+    Properties: ToolProperties | None = field(default=None, metadata=_tag("properties", _Omit.NIL))
+    Required: tuple[str, ...] = field(default=(), metadata=_tag("required", _Omit.EMPTY))
 
 
 @dataclass(frozen=True)
-class ToolFunctionParameters(_JSONStringer):
+class ToolFunctionParameters(_GoStruct, _JSONStringer):
     GO_TYPE: ClassVar[str] = "template.templateToolFunctionParameters"
 
-    Type: str = ""
-    Defs: object = None
-    Items: object = None
-    Required: tuple[str, ...] = ()
-    Properties: ToolProperties | None = None
-
-    def go_json(self) -> object:
-        out: dict[str, object] = {"type": self.Type}
-        if self.Defs is not None:
-            out["$defs"] = self.Defs
-        if self.Items is not None:
-            out["items"] = self.Items
-        if self.Required:
-            out["required"] = list(self.Required)
-        out["properties"] = self.Properties
-        return out
+    Type: str = field(default="", metadata=_tag("type"))
+    Defs: object = field(default=None, metadata=_tag("$defs", _Omit.NIL))
+    Items: object = field(default=None, metadata=_tag("items", _Omit.NIL))
+    Required: tuple[str, ...] = field(default=(), metadata=_tag("required", _Omit.EMPTY))
+    Properties: ToolProperties | None = field(default=None, metadata=_tag("properties"))
 
 
 @dataclass(frozen=True)
-class ToolFunction(_JSONStringer):
+class ToolFunction(_GoStruct, _JSONStringer):
     GO_TYPE: ClassVar[str] = "template.templateToolFunction"
 
-    Name: str = ""
-    Description: str = ""
-    Parameters: ToolFunctionParameters = ToolFunctionParameters()
-
-    def go_json(self) -> object:
-        out: dict[str, object] = {"name": self.Name}
-        if self.Description:
-            out["description"] = self.Description
-        out["parameters"] = self.Parameters
-        return out
+    Name: str = field(default="", metadata=_tag("name"))
+    Description: str = field(default="", metadata=_tag("description", _Omit.EMPTY))
+    Parameters: ToolFunctionParameters = field(default=ToolFunctionParameters(), metadata=_tag("parameters"))
 
 
 @dataclass(frozen=True)
-class Tool(_JSONStringer):
+class Tool(_GoStruct, _JSONStringer):
     GO_TYPE: ClassVar[str] = "template.templateTool"
 
-    Type: str = ""
-    Items: object = None
-    Function: ToolFunction = ToolFunction()
-
-    def go_json(self) -> object:
-        out: dict[str, object] = {"type": self.Type}
-        if self.Items is not None:
-            out["items"] = self.Items
-        out["function"] = self.Function
-        return out
+    Type: str = field(default="", metadata=_tag("type"))
+    Items: object = field(default=None, metadata=_tag("items", _Omit.NIL))
+    Function: ToolFunction = field(default=ToolFunction(), metadata=_tag("function"))
 
 
-class ToolList(tuple[Tool, ...]):
+class ToolList(_JSONStringer, tuple[Tool, ...]):
     """The request's tools; prints as their JSON array (``null`` when the request had none)."""
 
     GO_TYPE: ClassVar[str] = "template.templateTools"
     nil: ClassVar[bool] = False
-
-    def go_string(self) -> str:
-        return _json_text(self)
 
     def go_json(self) -> object:
         return None if self.nil and not self else list(self)
@@ -231,47 +206,35 @@ class _NilToolList(ToolList):
 
 
 @dataclass(frozen=True)
-class ToolCallFunction:
+class ToolCallFunction(_GoStruct):
     GO_TYPE: ClassVar[str] = "template.templateToolCallFunction"
 
-    Index: int = 0
-    Name: str = ""
-    Arguments: ToolCallArguments = field(default_factory=ToolCallArguments)
-
-    def go_json(self) -> object:
-        return {"index": self.Index, "name": self.Name, "arguments": self.Arguments}
+    Index: int = field(default=0, metadata=_tag("index"))
+    Name: str = field(default="", metadata=_tag("name"))
+    Arguments: ToolCallArguments = field(default_factory=ToolCallArguments, metadata=_tag("arguments"))
 
 
 @dataclass(frozen=True)
-class ToolCall:
+class ToolCall(_GoStruct):
     GO_TYPE: ClassVar[str] = "template.templateToolCall"
 
-    ID: str = ""
-    Function: ToolCallFunction = ToolCallFunction()
-
-    def go_json(self) -> object:
-        return ({"id": self.ID} if self.ID else {}) | {"function": self.Function}
+    ID: str = field(default="", metadata=_tag("id", _Omit.EMPTY))
+    Function: ToolCallFunction = field(default=ToolCallFunction(), metadata=_tag("function"))
 
 
 @dataclass(frozen=True)
-class Message:
+class Message(_GoStruct):
+    """Its JSON is ``api.Message``'s: ``content`` always, the rest only when set."""
+
     GO_TYPE: ClassVar[str] = "*template.templateMessage"
 
-    Role: str = ""
-    Content: str = ""
-    Thinking: str = ""
-    Images: tuple[bytes, ...] = ()
-    ToolCalls: tuple[ToolCall, ...] = ()
-    ToolName: str = ""
-    ToolCallID: str = ""
-
-    def go_json(self) -> object:
-        """``api.Message``'s JSON (``content`` always, the rest only when set)."""
-        out: dict[str, object] = {"role": self.Role, "content": self.Content}
-        optional = {"thinking": self.Thinking, "images": list(self.Images), "tool_calls": list(self.ToolCalls),
-                    "tool_name": self.ToolName, "tool_call_id": self.ToolCallID}  # fmt: skip
-        out.update((k, v) for k, v in optional.items() if v)
-        return out
+    Role: str = field(default="", metadata=_tag("role"))
+    Content: str = field(default="", metadata=_tag("content"))
+    Thinking: str = field(default="", metadata=_tag("thinking", _Omit.EMPTY))
+    Images: tuple[bytes, ...] = field(default=(), metadata=_tag("images", _Omit.EMPTY))
+    ToolCalls: tuple[ToolCall, ...] = field(default=(), metadata=_tag("tool_calls", _Omit.EMPTY))
+    ToolName: str = field(default="", metadata=_tag("tool_name", _Omit.EMPTY))
+    ToolCallID: str = field(default="", metadata=_tag("tool_call_id", _Omit.EMPTY))
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,12 @@ Facts these tests pin down (this llama-server build):
 from __future__ import annotations
 
 import base64
-import json
-import os
 import signal
 import struct
-import subprocess
-import time
 import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +29,7 @@ import numpy as np
 import pytest
 
 from tests.models import PRESETS, write_model
-from tests.net import free_port
+from tests.processes import REQUEST_TIMEOUT, LlamaServer, llama_server
 from tests.projector_models import (
     PROJECTOR_TYPE,
     image_embedding_rest_bound,
@@ -46,36 +41,6 @@ from tests.projector_models import (
 pytestmark = pytest.mark.e2e
 
 TEXT_N_EMBD = PRESETS["tiny"].n_embd
-START_TIMEOUT = 60.0
-REQUEST_TIMEOUT = 60.0
-
-
-@dataclass
-class LlamaServer:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def get(self, path: str) -> tuple[int, Any]:
-        return self._send(urllib.request.Request(self.url + path))
-
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        data = json.dumps(body).encode()
-        return self._send(urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"}))
-
-    def _send(self, req: urllib.request.Request) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def media_marker(self) -> str:
-        status, props = self.get("/props")
-        assert status == 200, props
-        marker = props["media_marker"]
-        assert isinstance(marker, str) and marker
-        return marker
 
 
 @pytest.fixture(scope="module")
@@ -86,65 +51,16 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return text, proj
 
 
-def _child_env() -> dict[str, str]:
-    # LLAMA_ARG_* would override our flags; a router port makes llama-server exit on stdin EOF.
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("LLAMA_ARG_") and k not in ("LLAMA_SERVER_ROUTER_PORT", "LLAMA_MEDIA_MARKER")
-    }
-
-
 @pytest.fixture
 def start_llama_server(llama_server_bin: Path, tmp_path: Path) -> Iterator[Callable[..., LlamaServer]]:
     """Start the real llama-server on 127.0.0.1 and wait for /health 200; stopped at teardown."""
-    servers: list[LlamaServer] = []
+    with ExitStack() as servers:
 
-    def start(text: Path, projector: Path | None) -> LlamaServer:
-        port = free_port()
-        log = tmp_path / f"llama-server-{port}.log"
-        args = [
-            str(llama_server_bin),
-            "-m", str(text),
-            "-c", "512",
-            "--no-webui",
-            "--no-repack",  # this llama.cpp crashes repacking quantized weights on AMX CPUs
-            "--threads", "2",
-            "--host", "127.0.0.1",
-            "--port", str(port),
-        ]  # fmt: skip
-        if projector is not None:
-            args += ["--mmproj", str(projector)]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_child_env())
-        server = LlamaServer(proc, f"http://127.0.0.1:{port}", log)
-        servers.append(server)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                with urllib.request.urlopen(server.url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return server
-            except (urllib.error.URLError, OSError):
-                pass  # not listening yet, or 503 while loading
-            if time.monotonic() > deadline:
-                raise AssertionError(f"llama-server not healthy after {START_TIMEOUT}s:\n{log.read_text()[-4000:]}")
-            # The pause between polls is a wait on the process: it ends early if llama-server exits.
-            try:
-                code = proc.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                continue
-            raise AssertionError(f"llama-server exited with {code}:\n{log.read_text()[-4000:]}")
+        def start(text: Path, projector: Path | None) -> LlamaServer:
+            extra = [] if projector is None else ["--mmproj", str(projector)]
+            return servers.enter_context(llama_server(llama_server_bin, text, tmp_path, extra))
 
-    yield start
-    for server in servers:
-        if server.proc.poll() is None:
-            server.proc.terminate()
-            try:
-                server.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
+        yield start
 
 
 @pytest.fixture

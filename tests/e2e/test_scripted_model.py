@@ -8,9 +8,6 @@ EOS, whether decoding is greedy or sampled.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.models import DEFAULT_CHAT_TEMPLATE
-from tests.net import free_port
+from tests.processes import llama_server
 from tests.scripted_models import ASSISTANT_TRIGGER, plan_scripts, write_scripted_model
 
 pytestmark = pytest.mark.e2e
@@ -47,43 +44,10 @@ GREEDY = {"temperature": 0}
 SAMPLED = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": 1234}
 
 
-def _start(binary: Path, model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    cmd = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--no-webui", "--no-repack", "-c", "512", "-t", "2"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except (OSError, urllib.error.HTTPError):
-            pass  # not listening yet, or 503 while loading
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
-            raise AssertionError(f"llama-server did not become healthy:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.05)  # polling interval, not synchronisation: the loop waits on /health
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _serve(binary: Path, tmp: Path, scripts: dict[str, list[str]], **kwargs: Any) -> Iterator[str]:
     model = write_scripted_model(tmp / "model.gguf", scripts, **kwargs)
-    proc, url = _start(binary, model, tmp / "llama-server.log")
-    try:
-        yield url
-    finally:
-        _stop(proc)
+    with llama_server(binary, model, tmp) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

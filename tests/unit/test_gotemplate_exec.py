@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -16,7 +15,6 @@ from supervisor.templates import (
     ParamKind,
     TemplateExecError,
     TemplateValues,
-    ToolProperty,
     execute,
     message_value,
     parse_ollama_template,
@@ -29,44 +27,8 @@ from supervisor.templates.goexec import DEFAULT_MAX_OUTPUT, DEFAULT_MAX_STEPS
 from supervisor.templates.gofmt import sprint, sprintf, sprintln
 from supervisor.templates.gomarshal import MarshalError, json_float, marshal_json
 from supervisor.templates.gotemplate import OLLAMA_FUNCS
-from supervisor.templates.ollama_values import PropertyType, property_value, to_typescript_type
-
-# -- data types used as Go structs -----------------------------------------------------------------
-
-
-@dataclass
-class Person:
-    GO_TYPE: ClassVar[str] = "main.Person"
-
-    Name: str = "Ann"
-    Age: int = 30
-    Tags: list[object] = field(default_factory=lambda: ["a", "b"])
-    Boss: object = None
-    secret: str = "s"
-
-    def Greet(self, other: str) -> str:
-        return f"{self.Name} greets {other}"
-
-    def Fail(self) -> str:
-        raise ValueError("it broke")
-
-
-@dataclass
-class Celsius:
-    GO_TYPE: ClassVar[str] = "main.Celsius"
-
-    Degrees: float = 21.5
-
-    def go_string(self) -> str:
-        return f"{self.Degrees}°C"
-
-
-@dataclass
-class Broken:
-    GO_TYPE: ClassVar[str] = "main.Broken"
-
-    def go_string(self) -> str:
-        raise RuntimeError("no")
+from supervisor.templates.ollama_values import PropertyType, ToolProperty, property_value, to_typescript_type
+from tests.go_structs import Broken, Celsius, Person
 
 
 def run(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import ClassVar
 
 from supervisor.templates import (
     OLLAMA_FUNCTIONS,
@@ -18,43 +16,17 @@ from supervisor.templates import (
     tools_value,
 )
 from supervisor.templates.gotemplate import OLLAMA_FUNCS
+from tests.go_structs import Broken, Celsius, Person
 from tests.unit.test_gotemplate_parse import CHATML_TOOLS, LLAMA3
 
 CASES = 3000
 SEED = 20260806
-FIELDS = ["A", "B", "Name", "L", "M", "Role", "Content", "Messages", "Tools", "Function", "Arguments", "x", "secret"]
+FIELDS = ["Name", "Age", "Tags", "Boss", "M", "Role", "Content", "Messages", "Tools", "Function", "Arguments", "x", "secret"]
 FUNCTIONS = sorted(
     "and or not len index slice eq ne lt le gt ge print printf println html js urlquery call json currentDate "
     "yesterdayDate toTypeScriptType boom echo".split()
 )
 KEYWORDS = ["if", "else", "end", "range", "with", "define", "template", "block", "break", "continue", "else if", "else with"]
-
-
-@dataclass
-class Box:
-    GO_TYPE: ClassVar[str] = "fuzz.Box"
-
-    A: object = None
-    B: object = None
-    Name: str = "box"
-    L: list[object] = field(default_factory=list)
-    secret: int = 1
-
-    def Greet(self, other: object) -> str:
-        return f"hi {other}"
-
-    def Fail(self) -> str:
-        raise RuntimeError("method failed")
-
-
-@dataclass
-class Shown:
-    Name: str = "s"
-
-    def go_string(self) -> str:
-        if self.Name == "bad":
-            raise ValueError("bad stringer")
-        return f"<{self.Name}>"
 
 
 def _boom(*args: object) -> object:
@@ -90,9 +62,9 @@ class Gen:
         if roll < 0.75:
             return {self.r.choice(FIELDS): self.data(depth + 1) for _ in range(self.r.randint(0, 5))}
         if roll < 0.85:
-            return Box(self.data(depth + 1), self.data(depth + 1), "n", [self.data(depth + 1)])
+            return Person(Name="n", Tags=[self.data(depth + 1)], Boss=self.data(depth + 1))
         if roll < 0.9:
-            return Shown(self.r.choice(["s", "bad"]))
+            return self.r.choice([Celsius(), Broken()])
         return self.ollama()
 
     def ollama(self) -> object:
@@ -109,7 +81,7 @@ class Gen:
         if roll < 0.25:
             return "." + ".".join(self.r.choice(FIELDS) for _ in range(self.r.randint(1, 3)))
         if roll < 0.35:
-            return self.r.choice([".", "$", "$x", "$v", "$.A", "$x.Name"])
+            return self.r.choice([".", "$", "$x", "$v", "$.Boss", "$x.Name"])
         if roll < 0.55:
             return self.r.choice(['"s"', "`raw`", "1", "-3", "1.5", "1e3", "0x1F", "'a'", "2i", "true", "false",
                                   "nil", '"%d %s %v %!"', '"%[2]*.*f"', "99999999999", "18446744073709551615"])  # fmt: skip

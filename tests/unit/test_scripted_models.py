@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from tests.models import DEFAULT_CHAT_TEMPLATE, IM_END, IM_START, LOGIT_MARGIN
+# The byte table of tests.models, which tests/unit/test_models.py checks independently.
+from tests.models import DEFAULT_CHAT_TEMPLATE, IM_END, IM_START, LOGIT_MARGIN, gpt2_byte_table
 from tests.scripted_models import ASSISTANT_TRIGGER, plan_scripts, write_scripted_model
 
 F64 = npt.NDArray[np.float64]
@@ -30,19 +31,8 @@ SCRIPTS: dict[str, list[str]] = {
 }
 
 
-def _gpt2_alphabet() -> list[str]:
-    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    table = {b: chr(b) for b in keep}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return [table[b] for b in range(256)]
-
-
 def _spell(text: str) -> str:
-    alphabet = _gpt2_alphabet()
+    alphabet = gpt2_byte_table()
     return "".join(alphabet[b] for b in text.encode("utf-8"))
 
 
@@ -118,11 +108,11 @@ def test_invalid_scripts_are_rejected(scripts: Mapping[str, Sequence[str]], extr
 
 def test_a_piece_may_reuse_an_extra_special_or_a_byte_token() -> None:
     plan = plan_scripts({"<|a|>": ["<think>", "\n", "ok"]}, ("<think>",))
-    tokens = list(plan.tokens)
+    tokens = list(plan.vocab.tokens)
     assert plan.piece_ids["<think>"] == tokens.index("<think>")
     assert plan.piece_ids["\n"] == tokens.index("Ċ") < 256  # the byte token itself
     assert plan.successor(plan.trigger_ids["<|a|>"]) == plan.piece_ids["<think>"]
-    assert plan.successor(plan.piece_ids["ok"]) == plan.eos_id
+    assert plan.successor(plan.piece_ids["ok"]) == plan.vocab.eos_id
 
 
 # --------------------------------------------------------------------------
@@ -136,7 +126,7 @@ def test_vocabulary_layout(model: Path) -> None:
     tokens: list[str] = list(fields["tokenizer.ggml.tokens"])
     types: list[int] = list(fields["tokenizer.ggml.token_type"])
     assert len(tokens) == len(set(tokens))  # llama.cpp aborts on duplicate token texts
-    assert tokens[:256] == _gpt2_alphabet() and set(types[:256]) == {int(gguf.TokenType.NORMAL)}
+    assert tokens[:256] == gpt2_byte_table() and set(types[:256]) == {int(gguf.TokenType.NORMAL)}
     for trigger in SCRIPTS:
         assert types[tokens.index(trigger)] == int(gguf.TokenType.CONTROL)
     for special in EXTRA:

@@ -6,13 +6,13 @@ import dataclasses
 import json
 import random
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from supervisor.templates.gotemplate import parse_ollama_template
 from supervisor.templates.tools import ParsedCall, ToolCallParser, call_id, tool_call_json, tool_call_tag
+from tests.splits import splits
 
 # -- tag inference, on templates written from each family's documented chat format ---------------
 
@@ -200,20 +200,6 @@ def test_tool_call_tag(source: str, tag: str | None) -> None:
 TOOLS = ["get_weather", "get_time", "get"]
 
 
-def splits(text: str) -> Iterator[list[str]]:
-    """The output whole, cut at every point in two, one character at a time, and some seeded
-    random multi-way cuts (empty pieces included)."""
-    yield [text]
-    for i in range(1, len(text)):
-        yield [text[:i], text[i:]]
-    yield list(text)
-    for seed in range(8):
-        rng = random.Random(seed)
-        cuts = sorted(rng.choices(range(len(text) + 1), k=rng.randint(2, 6)))
-        bounds = [0, *cuts, len(text)]
-        yield [text[a:b] for a, b in zip(bounds, bounds[1:])]
-
-
 Call = tuple[str, dict[str, Any]]
 
 
@@ -245,65 +231,58 @@ def text_only(name: str, tag: str | None, output: str) -> tuple[str, str | None,
     return (name, tag, output, [], output)
 
 
+def calls_only(name: str, tag: str | None, output: str, calls: list[Call]) -> tuple[str, str | None, str, list[Call], str]:
+    """A case whose output is all calls (and what follows them, dropped): no content comes back."""
+    return (name, tag, output, calls, "")
+
+
 # (id, tag, output, expected calls, expected content)
 CASES: list[tuple[str, str | None, str, list[Call], str]] = [
     text_only("plain-content", "<tool_call>", "Hello there, no tools today."),
-    ("qwen-one-call", "<tool_call>", f"<tool_call>\n{W}\n</tool_call>", [PARIS], ""),
+    calls_only("qwen-one-call", "<tool_call>", f"<tool_call>\n{W}\n</tool_call>", [PARIS]),
     ("content-before-tag", "<tool_call>", f"Let me check.\n<tool_call>\n{W}\n</tool_call>", [PARIS], "Let me check.\n"),
     ("white-space-before-tag", "<tool_call>", f"\n\n<tool_call>{W}</tool_call>\n", [PARIS], "\n\n"),
-    (
+    calls_only(
         "qwen-two-calls",
         "<tool_call>",
         f'<tool_call>\n{W}\n</tool_call>\n<tool_call>\n{{"name": "get_weather", "arguments": {{"city": "Rome"}}}}\n</tool_call>',
         [PARIS, ROME],
-        "",
     ),
-    (
+    calls_only(
         "arguments-as-json-string",
         "<tool_call>",
         '<tool_call>{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}</tool_call>',
         [PARIS],
-        "",
     ),
-    (
+    calls_only(
         "parameters-key",
         "<|python_tag|>",
         '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}',
         [PARIS],
-        "",
     ),
-    (
-        "llama-json-mode",
-        "{",
-        ' \n{"name": "get_weather", "parameters": {"city": "Paris"}}',
-        [PARIS],
-        " \n",
-    ),
-    ("json-mode-none-tag", None, f"{W}", [PARIS], ""),
+    ("llama-json-mode", "{", ' \n{"name": "get_weather", "parameters": {"city": "Paris"}}', [PARIS], " \n"),
+    calls_only("json-mode-none-tag", None, f"{W}", [PARIS]),
     ("json-mode-prose-first", "{", f"Sure: {W}", [], f"Sure: {W}"),
     text_only("json-mode-not-a-call", "{", '{"answer": 42} is the result'),
-    ("json-mode-array", "{", f'[{W}, {{"name": "get_time", "parameters": {{}}}}]', [PARIS, ("get_time", {})], ""),
-    (
+    calls_only("json-mode-array", "{", f'[{W}, {{"name": "get_time", "parameters": {{}}}}]', [PARIS, ("get_time", {})]),
+    calls_only(
         "json-mode-objects-in-a-row",
         "{",
         f'{W};\n{{"name": "get_weather", "parameters": {{"city": "Rome"}}}}',
         [PARIS, ROME],
-        "",
     ),
     text_only("json-mode-plain-brackets", "[", "[1, 2, 3] counted"),
-    (
+    calls_only(
         "mistral-array",
         "[TOOL_CALLS]",
         f'[TOOL_CALLS] [{W}, {{"name": "get_weather", "arguments": {{"city": "Rome"}}}}]',
         [PARIS, ROME],
-        "",
     ),
-    (
+    calls_only(
         "mistral-second-block",
         "[TOOL_CALLS]",
         f'[TOOL_CALLS][{W}][TOOL_CALLS][{{"name": "get_weather", "arguments": {{"city": "Rome"}}}}]</s>',
         [PARIS, ROME],
-        "",
     ),
     text_only("unknown-name", "<tool_call>", '<tool_call>{"name": "launch", "arguments": {}}</tool_call>'),
     text_only("tag-then-prose", "<tool_call>", "I would use <tool_call> here."),
@@ -314,17 +293,16 @@ CASES: list[tuple[str, str | None, str, list[Call], str]] = [
     text_only("partial-tag-fakeout", "<tool_call>", "a <tool_cal b"),
     text_only("missing-arguments", "<tool_call>", '<tool_call>{"name": "get_time"}'),
     text_only("arguments-not-an-object", "<tool_call>", '<tool_call>{"name": "get_time", "arguments": [1]}'),
-    (
+    calls_only(
         "bad-arguments-then-parameters",
         "<tool_call>",
         '<tool_call>{"name": "get_time", "arguments": "nope", "parameters": {"tz": "UTC"}}',
         [("get_time", {"tz": "UTC"})],
-        "",
     ),
     text_only("name-not-a-string", "<tool_call>", '<tool_call>{"name": 7, "arguments": {}}'),
     ("failed-tag-then-real-one", "<tool_call>", f"<tool_call>oops <tool_call>{W}", [PARIS], "<tool_call>oops "),
     ("repeated-tag", "<tool_call>", f"<tool_call><tool_call>{W}", [PARIS], "<tool_call>"),
-    ("text-after-call-dropped", "<tool_call>", f"<tool_call>{W}</tool_call> Done! {{not json}}", [PARIS], ""),
+    calls_only("text-after-call-dropped", "<tool_call>", f"<tool_call>{W}</tool_call> Done! {{not json}}", [PARIS]),
     (
         "array-non-call-first",
         "[TOOL_CALLS]",
@@ -332,21 +310,19 @@ CASES: list[tuple[str, str | None, str, list[Call], str]] = [
         [],
         f'[TOOL_CALLS] [{{"name": "nope", "arguments": {{}}}}, {W}]',
     ),
-    (
+    calls_only(
         "array-non-call-after-call-skipped",
         "[TOOL_CALLS]",
         f'[TOOL_CALLS] [{W}, {{"name": "nope"}}, {{"name": "get_weather", "arguments": {{"city": "Rome"}}}}]',
         [PARIS, ROME],
-        "",
     ),
-    (
+    calls_only(
         "brackets-and-quotes-in-strings",
         "<tool_call>",
         '<tool_call>{"name": "get_weather", "arguments": {"q": "a } ] \\" { [ \\\\", "n": [1, {"x": "}"}]}}',
         [("get_weather", {"q": 'a } ] " { [ \\', "n": [1, {"x": "}"}]})],
-        "",
     ),
-    ("name-that-prefixes-another", "<tool_call>", '<tool_call>{"name": "get", "arguments": {}}', [("get", {})], ""),
+    calls_only("name-that-prefixes-another", "<tool_call>", '<tool_call>{"name": "get", "arguments": {}}', [("get", {})]),
     (
         "non-ascii",
         "<tool_call>",
@@ -405,29 +381,31 @@ def test_call_is_emitted_as_soon_as_its_json_closes() -> None:
     assert parser.finish() == ([], "")
 
 
-def test_content_is_released_while_no_tag_is_possible() -> None:
-    """Text that cannot start the tag goes straight out; only a possible partial tag waits."""
-    parser = ToolCallParser("<tool_call>", TOOLS)
-    assert parser.feed("The answer") == ([], "The answer")
-    assert parser.feed(" is <") == ([], " is ")
-    assert parser.feed("b>") == ([], "<b>")
-    assert parser.feed(" <tool") == ([], " ")
-    assert parser.finish() == ([], "<tool")
+# (id, tag, tools, [(piece fed, content released)], content released by finish)
+RELEASES: list[tuple[str, str, list[str], list[tuple[str, str]], str]] = [
+    # Text that cannot start the tag goes straight out; only a possible partial tag waits.
+    (
+        "released-while-no-tag-is-possible",
+        "<tool_call>",
+        TOOLS,
+        [("The answer", "The answer"), (" is <", " is "), ("b>", "<b>"), (" <tool", " ")],
+        "<tool",
+    ),
+    # In JSON mode, prose first means everything is content, released at once.
+    ("json-mode-decides-on-the-first-character", "{", TOOLS, [("  ", "  "), ("It is", "It is"), (f" {W}", f" {W}")], ""),
+    # Without tools in the request nothing can be a call, so nothing is held back.
+    ("no-tools-means-plain-content", "<tool_call>", [], [(f"<tool_call>{W}", f"<tool_call>{W}")], ""),
+]
 
 
-def test_json_mode_decides_on_the_first_character() -> None:
-    """In JSON mode, prose first means everything is content, released at once."""
-    parser = ToolCallParser("{", TOOLS)
-    assert parser.feed("  ") == ([], "  ")
-    assert parser.feed("It is") == ([], "It is")
-    assert parser.feed(f" {W}") == ([], f" {W}")
-
-
-def test_no_tools_means_plain_content() -> None:
-    """Without tools in the request nothing can be a call, so nothing is held back."""
-    parser = ToolCallParser("<tool_call>", [])
-    assert parser.feed(f"<tool_call>{W}") == ([], f"<tool_call>{W}")
-    assert parser.finish() == ([], "")
+@pytest.mark.parametrize(("tag", "tools", "steps", "rest"), [r[1:] for r in RELEASES], ids=[r[0] for r in RELEASES])
+def test_content_is_released_as_soon_as_it_cannot_be_a_call(
+    tag: str, tools: list[str], steps: list[tuple[str, str]], rest: str
+) -> None:
+    """Each piece releases at once all the content that can no longer turn out to be a call."""
+    parser = ToolCallParser(tag, tools)
+    assert [parser.feed(piece) for piece, _ in steps] == [([], released) for _, released in steps]
+    assert parser.finish() == ([], rest)
 
 
 def test_long_call_fed_one_character_at_a_time() -> None:
