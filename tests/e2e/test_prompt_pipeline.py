@@ -401,6 +401,20 @@ async def test_images_reach_the_projector(server: TestServer) -> None:
         assert gen["prompt_eval_count"] == gen_plain["prompt_eval_count"] + 2 * extra, model
 
 
+async def test_in_place_projector(start_server: ServerFactory, llama_server_bin: Path, store: Path, ggufs: dict[str, Path], tmp_path: Path) -> None:
+    """A GGUF used in place gets the mmproj*.gguf beside it as its projector (--mmproj), and sees images."""
+    folder = tmp_path / "ggufs"
+    folder.mkdir()
+    (folder / "seer.gguf").symlink_to(ggufs["random"])
+    (folder / "mmproj-seer.gguf").symlink_to(ggufs["projector"])
+    server = await start_server(llama_server_bin, models_dir=store, model_dirs=(folder,))
+    png = base64.b64encode(tiny_png()).decode()
+    options = {"num_predict": 1, "temperature": 0}
+    plain = await _one(server, "/api/generate", {"model": "seer", "prompt": "What is it?", "options": options})
+    seen = await _one(server, "/api/generate", {"model": "seer", "prompt": "What is it?", "images": [png], "options": options})
+    assert seen["prompt_eval_count"] == plain["prompt_eval_count"] + image_token_count()
+
+
 async def test_image_tags_in_go_template(server: TestServer) -> None:
     """On the template path images are [img-N] in the rendered prompt, where the message says [img] or first."""
     png = base64.b64encode(tiny_png()).decode()
