@@ -82,7 +82,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     guard = StoreGuard()
     app[POOL] = pool
     app[INFERENCE] = InferenceService(settings, index, pool, media_marker=marker)
-    app[CATALOG] = CatalogService(store, index, guard)
+    app[CATALOG] = CatalogService(store, index, guard, pool)
     app[BUILD] = BuildContext(store=store, index=index, guard=guard, llama_server=binary)
     try:
         yield

@@ -30,6 +30,10 @@ async def tags(request: web.Request) -> web.Response:
     return _json(await asyncio.to_thread(request.app[CATALOG].tags))
 
 
+async def ps(request: web.Request) -> web.Response:
+    return _json(await request.app[CATALOG].ps())
+
+
 async def generate(request: web.Request) -> web.StreamResponse:
     req = GenerateRequest.from_json(wire.decode_body(await request.read()))
     return await respond(request, request.app[INFERENCE].generate(req), stream=req.stream, collect=collect)
@@ -85,6 +89,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", root)  # GET and HEAD
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/tags", tags)
+    app.router.add_get("/api/ps", ps)
     app.router.add_post("/api/generate", generate)
     app.router.add_post("/api/chat", chat)
     app.router.add_post("/api/show", show)

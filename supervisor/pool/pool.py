@@ -64,6 +64,16 @@ class RunnerSpec:
     config: RunnerConfig
 
 
+@dataclass(frozen=True)
+class LoadedRunner:
+    """A ready runner as ``/api/ps`` shows it."""
+
+    spec: RunnerSpec
+    keep_alive: float | None  # seconds once idle; None = forever
+    expires_at: float | None  # wall clock while idle with a timer; None while leased or forever
+    refs: int
+
+
 @dataclass(eq=False)
 class _Entry:
     spec: RunnerSpec
@@ -148,10 +158,10 @@ class RunnerPool:
         while self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
 
-    def loaded(self) -> list[tuple[RunnerSpec, float | None, int]]:
-        """Snapshot of ready runners: (spec, expires_at wall time or None while leased/forever, refs)."""
+    def loaded(self) -> list[LoadedRunner]:
+        """Snapshot of the ready runners."""
         return [
-            (e.spec, e.expires_at, e.refs)
+            LoadedRunner(e.spec, e.keep_alive, e.expires_at, e.refs)
             for e in self._entries.values()
             if e.load_task is not None and e.load_task.done() and not e.load_task.cancelled() and e.load_task.exception() is None
         ]

@@ -8,6 +8,8 @@ Reads go through ``ModelIndex`` (store manifests and in-place GGUFs alike). Chan
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +21,9 @@ from ..protocol.ollama import check_options, format_local
 from ..store import ModelName, ModelStore, read_gguf_info
 from ..store.blobs import BlobWriter
 from ..store.gguf_info import GGUFInfo
+from ..pool.pool import LoadedRunner, RunnerPool
 from ..store.guard import StoreGuard
+from ..store.manifests import ConfigV2
 from ..store.index import ModelFiles, ModelIndex, ModelRef
 from ..store.layout import normalize_digest
 from ..store.prune import remove_unreferenced
@@ -33,18 +37,58 @@ _HIDDEN_KEYS = frozenset({"general.name", "tokenizer.chat_template"})
 _MAX_ARRAY = 5  # longer arrays are shown as [] unless verbose
 
 
+FOREVER_SECONDS = 292 * 365.25 * 86400  # how Go's maximum duration shows as a date: ~292 years
+
+
 class CatalogService:
-    def __init__(self, store: ModelStore, index: ModelIndex, guard: StoreGuard) -> None:
+    def __init__(self, store: ModelStore, index: ModelIndex, guard: StoreGuard, pool: RunnerPool) -> None:
         self.store = store
         self.index = index
         self.guard = guard
+        self.pool = pool
 
     # -- list ---------------------------------------------------------------------------------------
     def tags(self) -> dict[str, Any]:
         """Every model, newest first, with the fields of Ollama's ``/api/tags``."""
         return {"models": [self._tag(ref) for ref in self.index.list_models()]}
 
-    def _tag(self, ref: ModelRef) -> dict[str, Any]:
+    async def ps(self) -> dict[str, Any]:
+        """``/api/ps``: the loaded models, the one expiring last first (reference/ollama-api.md §2.6).
+
+        ``expires_at`` is when an idle runner unloads; while a request holds it, the time it would
+        unload if that request ended now; ``keep_alive`` forever shows as now + 292 years, as in Go.
+        ``size`` is the model's files until measured memory is parsed from the runner's log (#5);
+        ``size_vram`` is 0 because runners are planned for the CPU.
+        """
+        snapshot = self.pool.loaded()  # on the event loop: the pool's state is only read there
+        return await asyncio.to_thread(self._ps, snapshot, time.time())
+
+    def _ps(self, snapshot: list[LoadedRunner], now: float) -> dict[str, Any]:
+        rows = []
+        for loaded in snapshot:
+            ref = self.index.find(ModelName.parse(loaded.spec.name))
+            if ref is None:  # deleted while loaded: nothing left to describe it; it unloads when idle
+                continue
+            if loaded.expires_at is not None:
+                expires = loaded.expires_at
+            else:
+                expires = now + (FOREVER_SECONDS if loaded.keep_alive is None else loaded.keep_alive)
+            entry = {
+                "name": ref.display_name,
+                "model": ref.display_name,
+                "size": ref.size,
+                "digest": ref.digest,
+                "details": self._details(ref)[0],
+                "expires_at": format_local(datetime.fromtimestamp(expires, timezone.utc)),
+                "size_vram": 0,
+                "context_length": loaded.spec.config.ctx_per_slot,
+            }
+            rows.append((expires, entry))
+        rows.sort(key=lambda row: -row[0])
+        return {"models": [entry for _, entry in rows]}
+
+    def _details(self, ref: ModelRef) -> tuple[dict[str, Any], ConfigV2 | None]:
+        """Ollama's ``details`` object for a model, and its config (None when unreadable)."""
         try:
             config = self.index.config(ref)
         except StoreError as e:
@@ -58,6 +102,10 @@ class CatalogService:
             "parameter_size": config.model_type if config else "",
             "quantization_level": config.file_type if config else "",
         }
+        return details, config
+
+    def _tag(self, ref: ModelRef) -> dict[str, Any]:
+        details, config = self._details(ref)
         if config and config.context_length:
             details["context_length"] = config.context_length
         if config and config.embedding_length:
