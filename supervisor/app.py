@@ -72,7 +72,11 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     log.info("llama-server", path=str(binary))
     run_dir = Path(tempfile.mkdtemp(prefix="llamasup-", dir=settings.runtime_dir))
     marker = media_marker(secrets.token_hex(8))
-    pool = RunnerPool(spawn=make_spawner(settings, binary, run_dir, marker), default_keep_alive=settings.keep_alive)
+    pool = RunnerPool(
+        spawn=make_spawner(settings, binary, run_dir, marker),
+        default_keep_alive=settings.keep_alive,
+        max_queue=settings.max_queue,
+    )
     store = ModelStore(StoreLayout(settings.models_dir))
     if settings.noprune:
         log.info("not pruning the store", reason="OLLAMA_NOPRUNE")

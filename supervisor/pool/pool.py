@@ -16,6 +16,10 @@ Invariants:
   ``_entries`` at once, stops when its last lease ends, and its replacement starts only after it has
   stopped, so one model never holds memory twice.
 * A runner that exits on its own is removed, and the next request starts a fresh one.
+* A lease holds one of its runner's slots (``-np``); leases beyond the slots wait in the pool. The
+  leases that wait — for a load or for a slot — are counted, and a new one beyond ``max_queue`` is
+  refused at once with Ollama's 503. A waiter that is cancelled (its client went away) leaves the
+  count and its place in line.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ..errors import LlamasupError, RunnerStartError
+from ..errors import LlamasupError, RunnerStartError, ServerBusy
 from ..runner.client import RunnerClient
 from ..runner.command import RunnerConfig
 from ..runner.process import RunnerProcess
@@ -86,6 +90,10 @@ class _Entry:
     retired: bool = False
     stop_task: asyncio.Task[None] | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = asyncio.Semaphore(max(self.spec.config.parallel, 1))
 
 
 class Runner:
@@ -111,9 +119,12 @@ class RunnerPool:
         *,
         spawn: Spawner,
         default_keep_alive: float | None,
+        max_queue: int = 512,
     ) -> None:
         self._spawn = spawn
         self._default_keep_alive = default_keep_alive
+        self._max_queue = max_queue
+        self._waiting = 0  # leases waiting for a load or a slot
         self._entries: dict[str, _Entry] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
@@ -128,15 +139,34 @@ class RunnerPool:
         ``keep_alive``: seconds to stay loaded once idle (None = forever); ``UNSET`` keeps the runner's
         current value (or the server default for a new runner).
         """
+        if self._waiting >= self._max_queue:
+            log.warning("queue full", model=spec.name, waiting=self._waiting)
+            raise ServerBusy()
         entry = self._acquire(spec, keep_alive)
+        self._waiting += 1
+        queued = True
         try:
             assert entry.load_task is not None
             await asyncio.shield(entry.load_task)
-            assert entry.process is not None
-            assert entry.process.session is not None
-            yield Runner(entry, RunnerClient(entry.process.session, entry.process.base_url))
+            async with entry.slots:
+                self._waiting -= 1
+                queued = False
+                assert entry.process is not None
+                assert entry.process.session is not None
+                yield Runner(entry, RunnerClient(entry.process.session, entry.process.base_url))
+        except asyncio.CancelledError:
+            if queued:
+                log.info("request canceled while queued", model=spec.name, status=499)
+            raise
         finally:
+            if queued:
+                self._waiting -= 1
             self._release(entry)
+
+    @property
+    def waiting(self) -> int:
+        """Leases waiting for a load or a free slot (what ``OLLAMA_MAX_QUEUE`` bounds)."""
+        return self._waiting
 
     def expire(self, model_key: str) -> bool:
         """Unload ``model_key`` as soon as it is idle (``keep_alive: 0``); False if it is not loaded."""
