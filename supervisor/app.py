@@ -23,6 +23,7 @@ from aiohttp import web
 from .api.errors import error_middleware
 from .api.keys import BUILD, CATALOG, INFERENCE, POOL, SETTINGS
 from .api.ollama_routes import add_routes
+from .pool.placement import max_loaded_models
 from .pool.pool import RunnerPool, Spawner
 from .runner.binary import find_llama_server
 from .runner.command import RunnerConfig, build_argv, child_env, media_marker
@@ -76,6 +77,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         spawn=make_spawner(settings, binary, run_dir, marker),
         default_keep_alive=settings.keep_alive,
         max_queue=settings.max_queue,
+        max_loaded=max_loaded_models(settings.max_loaded_models),
     )
     store = ModelStore(StoreLayout(settings.models_dir))
     if settings.noprune:

@@ -63,3 +63,33 @@ def plan_runner(
         adapters=adapters,
         repack=repack,
     )
+
+
+DEFAULT_MAX_LOADED = 3  # Ollama's automatic OLLAMA_MAX_LOADED_MODELS per GPU, and on CPU
+
+
+def max_loaded_models(setting: int, gpus: int = 0) -> int:
+    """``OLLAMA_MAX_LOADED_MODELS``: the setting, or 3 per GPU (3 on a CPU-only host) when 0."""
+    return setting if setting > 0 else DEFAULT_MAX_LOADED * max(gpus, 1)
+
+
+@dataclass(frozen=True)
+class Resident:
+    """A loaded runner as eviction sees it."""
+
+    key: str
+    refs: int
+    ready: bool
+    keep_alive: float | None  # None = forever
+    idle_since: float  # monotonic time of its last release (load time if never leased)
+
+
+def eviction_victim(residents: list[Resident]) -> str | None:
+    """Which runner to unload to make room, in Ollama's order: among idle, ready runners, the one
+    with the shortest keep-alive (forever last), then the one idle longest. ``None``: every runner
+    is busy or loading, so the load must wait for one to become idle."""
+    idle = [r for r in residents if r.refs == 0 and r.ready]
+    if not idle:
+        return None
+    forever = float("inf")
+    return min(idle, key=lambda r: (forever if r.keep_alive is None else r.keep_alive, r.idle_since)).key

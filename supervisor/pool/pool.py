@@ -16,6 +16,9 @@ Invariants:
   ``_entries`` at once, stops when its last lease ends, and its replacement starts only after it has
   stopped, so one model never holds memory twice.
 * A runner that exits on its own is removed, and the next request starts a fresh one.
+* At most ``max_loaded`` runners are resident (loading, ready or draining). A load that would exceed
+  it first unloads an idle runner (``placement.eviction_victim``), waiting for one to become idle
+  when all are busy; a leased runner is never evicted.
 * A lease holds one of its runner's slots (``-np``); leases beyond the slots wait in the pool. The
   leases that wait — for a load or for a slot — are counted, and a new one beyond ``max_queue`` is
   refused at once with Ollama's 503. A waiter that is cancelled (its client went away) leaves the
@@ -37,6 +40,7 @@ from ..errors import LlamasupError, RunnerStartError, ServerBusy
 from ..runner.client import RunnerClient
 from ..runner.command import RunnerConfig
 from ..runner.process import RunnerProcess
+from .placement import Resident, eviction_victim
 
 log = structlog.get_logger("supervisor.pool")
 
@@ -91,6 +95,7 @@ class _Entry:
     stop_task: asyncio.Task[None] | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     slots: asyncio.Semaphore = field(init=False)
+    idle_since: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(max(self.spec.config.parallel, 1))
@@ -120,11 +125,14 @@ class RunnerPool:
         spawn: Spawner,
         default_keep_alive: float | None,
         max_queue: int = 512,
+        max_loaded: int = 3,
     ) -> None:
         self._spawn = spawn
         self._default_keep_alive = default_keep_alive
         self._max_queue = max_queue
         self._waiting = 0  # leases waiting for a load or a slot
+        self._max_loaded = max(max_loaded, 1)
+        self._room_waiters: list[asyncio.Event] = []  # loads waiting for a runner to become idle
         self._entries: dict[str, _Entry] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
@@ -223,8 +231,20 @@ class RunnerPool:
 
     def _release(self, entry: _Entry) -> None:
         entry.refs -= 1
-        if entry.refs == 0 and entry.load_task is not None and entry.load_task.done():
-            self._idle(entry)
+        if entry.refs == 0:
+            entry.idle_since = time.monotonic()
+            if entry.load_task is not None and entry.load_task.done():
+                self._idle(entry)
+            self._room_changed()
+
+    def _room_changed(self) -> None:
+        """A runner became idle or left: loads waiting for room look again."""
+        waiters, self._room_waiters = self._room_waiters, []
+        for event in waiters:
+            event.set()
+
+    def _residents(self, loading: _Entry) -> list[_Entry]:
+        return [e for e in [*self._entries.values(), *self._draining] if e is not loading and not e.stopped.is_set()]
 
     def _load_finished(self, entry: _Entry, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -232,6 +252,7 @@ class RunnerPool:
                 del self._entries[entry.spec.model_key]
             entry.retired = True
             entry.stopped.set()
+            self._room_changed()
             return
         if entry.refs == 0:
             self._idle(entry)
@@ -273,9 +294,29 @@ class RunnerPool:
         entry.stop_task.add_done_callback(self._stopping.discard)
 
     # -- acting on processes ------------------------------------------------------------------------
+    async def _make_room(self, entry: _Entry) -> None:
+        """Unload idle runners until ``entry`` fits under ``max_loaded``; wait while all are busy."""
+        while len(residents := self._residents(entry)) >= self._max_loaded:
+            view = [
+                Resident(str(id(e)), e.refs, e.load_task is not None and e.load_task.done() and not e.retired,
+                         e.keep_alive, e.idle_since)
+                for e in residents
+            ]  # fmt: skip
+            key = eviction_victim(view)
+            if key is None:
+                log.info("waiting for a runner to become idle", model=entry.spec.name, loaded=len(residents))
+                event = asyncio.Event()
+                self._room_waiters.append(event)
+                await event.wait()
+                continue
+            victim = next(e for e in residents if str(id(e)) == key)
+            self._retire(victim, reason=f"max loaded models ({self._max_loaded}) reached, making room for {entry.spec.name}")
+            await victim.stopped.wait()
+
     async def _load(self, entry: _Entry, previous: _Entry | None) -> None:
         if previous is not None:
             await previous.stopped.wait()
+        await self._make_room(entry)
         spec = entry.spec
         log.info("loading model", model=spec.name, ctx=spec.config.ctx_size, parallel=spec.config.parallel)
         process = self._spawn(spec.config)
@@ -306,6 +347,7 @@ class RunnerPool:
         entry.retired = True
         await process.stop()  # reap and clear the process group
         entry.stopped.set()
+        self._room_changed()
 
     async def _stop(self, entry: _Entry) -> None:
         try:
@@ -316,4 +358,5 @@ class RunnerPool:
                 await entry.process.stop()
         finally:
             entry.stopped.set()
+            self._room_changed()
 

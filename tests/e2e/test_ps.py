@@ -66,3 +66,14 @@ async def test_ollama_client_reads_ps(real_server: TestServer) -> None:
     (model,) = (await ollama.AsyncClient(host=base_url(real_server)).ps()).models
     assert model.model == "tiny:latest" and model.context_length == 4096 and model.expires_at is not None
     assert model.details is not None and model.details.format == "gguf"
+
+
+async def test_max_loaded_models_unloads_the_idle_one(start_server: ServerFactory, llama_server_bin: Path, models_dir: Path, tmp_path: Path) -> None:
+    """With OLLAMA_MAX_LOADED_MODELS=1, loading a second model unloads the first, idle one."""
+    install_gguf(models_dir, "other", write_model(tmp_path / "other.gguf", seed=2))
+    server = await start_server(llama_server_bin, max_loaded_models=1)
+    await _load(server, "tiny")
+    await _load(server, "other")
+    assert [m["name"] for m in (await _get(server, "/api/ps"))["models"]] == ["other:latest"]
+    await _load(server, "tiny")
+    assert [m["name"] for m in (await _get(server, "/api/ps"))["models"]] == ["tiny:latest"]
