@@ -72,7 +72,6 @@ class _Rendered:
 
     prompt: CompletionPrompt
     shown: str  # what _debug_render_only returns
-    image_count: int
     messages: list[Message] | None = None
     renderer: Renderer | None = None
 
@@ -154,7 +153,7 @@ class InferenceService:
         return self._reply(model, chat=chat, done=True) | {"done_reason": done_reason}
 
     def _debug(self, model: str, rendered: _Rendered, *, chat: bool) -> Chunk:
-        info = {"rendered_template": rendered.shown, "image_count": rendered.image_count}
+        info = {"rendered_template": rendered.shown, "image_count": len(rendered.prompt.images)}
         return self._reply(model, chat=chat, done=False) | {"_debug_info": info}
 
     @staticmethod
@@ -195,9 +194,8 @@ class InferenceService:
 
     # -- prompts ------------------------------------------------------------------------------------
     async def _from_messages(self, renderer: Renderer, messages: list[Message]) -> _Rendered:
-        text, images = await renderer.render(messages)
-        shown = renderer.render_tagged(messages)[0] if isinstance(renderer, GoRenderer) else text
-        return _Rendered(CompletionPrompt(text, images), shown, len(images), messages, renderer)
+        text, shown, images = await renderer.render(messages)
+        return _Rendered(CompletionPrompt(text, images), shown, messages, renderer)
 
     async def _for_debug(self, rendered: _Rendered, plan: _Plan, truncate: bool) -> _Rendered:
         """What ``_debug_render_only`` shows: the prompt as it would be sent, history truncated to fit."""
@@ -207,19 +205,31 @@ class InferenceService:
             return await self._from_messages(renderer, await fit_messages(messages, renderer.count, n_ctx))
         return rendered
 
-    def _single(self, text: str, images: list[bytes]) -> _Rendered:
-        """A prompt that is not built from messages (raw, suffix): images tagged into its text."""
+    def _single(self, text: str, images: list[bytes], wrap: Callable[[str], str] = str) -> _Rendered:
+        """A prompt that is not built from messages (raw; suffix, which ``wrap`` renders): images
+        tagged into its text, then swapped for the media marker."""
         (tagged,), all_images = tag_images([Message(role="user", content=text, images=images)])
-        marked, used = mark_images(tagged.content, all_images, self.marker)
-        return _Rendered(CompletionPrompt(marked, used), tagged.content, len(used))
+        shown = wrap(tagged.content)
+        marked, used = mark_images(shown, all_images, self.marker)
+        return _Rendered(CompletionPrompt(marked, used), shown)
+
+    @staticmethod
+    async def _drop_old(messages: list[Message], renderer: Renderer, n_ctx: int) -> list[Message] | None:
+        """The history without the oldest messages that keep it from fitting; None if none can go."""
+        if len(messages) < 2:
+            return None
+        fitted = await fit_messages(messages, renderer.count, n_ctx)
+        if len(fitted) == len(messages):
+            return None
+        log.info("truncating input messages which exceed context length", dropped=len(messages) - len(fitted))
+        return fitted
 
     async def _shrink(self, runner: Runner, rendered: _Rendered, n_ctx: int, plan: _Plan, shift: bool | None) -> _Rendered:
         """A shorter prompt after ``ContextOverflow``: drop old messages, else cut the middle."""
         messages, renderer = rendered.messages, rendered.renderer
-        if messages is not None and renderer is not None and len(messages) > 1:
-            fitted = await fit_messages(messages, renderer.count, n_ctx)
-            if len(fitted) < len(messages):
-                log.info("truncating input messages which exceed context length", dropped=len(messages) - len(fitted))
+        if messages is not None and renderer is not None:
+            fitted = await self._drop_old(messages, renderer, n_ctx)
+            if fitted is not None:
                 return await self._from_messages(renderer, fitted)
         if shift is False or rendered.prompt.images or rendered.prompt.tokens is not None:
             raise PromptTooLong()
@@ -230,7 +240,7 @@ class InferenceService:
             raise PromptTooLong()
         log.info("truncating prompt which exceeds context length", tokens=len(tokens), kept=target)
         cut = tokens[:keep] + tokens[len(tokens) - (target - keep) :]
-        return _Rendered(CompletionPrompt(rendered.prompt.text, tokens=cut), rendered.shown, 0)
+        return _Rendered(CompletionPrompt(rendered.prompt.text, tokens=cut), rendered.shown)
 
     async def _completion(
         self,
@@ -321,11 +331,9 @@ class InferenceService:
         if req.raw:
             return self._single(req.prompt, req.images)
         if req.suffix:
-            assert tset is not None  # the insert capability comes from a Go template
-            (tagged,), images = tag_images([Message(role="user", content=req.prompt, images=req.images)])
-            text = render_suffix(tset, tagged.content, req.suffix, think)
-            marked, used = mark_images(text, images, self.marker)
-            rendered = _Rendered(CompletionPrompt(marked, used), text, len(used))
+            fim = tset
+            assert fim is not None  # the insert capability comes from a Go template
+            rendered = self._single(req.prompt, req.images, lambda prompt: render_suffix(fim, prompt, req.suffix, think))
         else:
             renderer: Renderer
             if tset is not None:
@@ -451,10 +459,9 @@ class InferenceService:
             except ContextOverflow as e:
                 if started or not req.truncate or attempt == _ATTEMPTS - 1:
                     raise
-                fitted = await fit_messages(messages, renderer.count, e.n_ctx)
-                if len(fitted) == len(messages):
+                fitted = await self._drop_old(messages, renderer, e.n_ctx)
+                if fitted is None:
                     raise PromptTooLong() from None
-                log.info("truncating input messages which exceed context length", dropped=len(messages) - len(fitted))
                 messages = fitted
                 continue
             last = self._final(req, None, wire.done_reason_from_finish(finish))

@@ -16,7 +16,7 @@ nearly all of them, pay nothing for it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..protocol.llama_server import chat_body
 from ..protocol.ollama_requests import GenerateRequest, Message, Think
@@ -93,6 +93,15 @@ def mark_images(prompt: str, images: Sequence[bytes], marker: str) -> tuple[str,
     return text, used
 
 
+class Rendering(NamedTuple):
+    """A rendered prompt: ``text`` as sent (media markers), ``shown`` as ``_debug_render_only`` shows
+    it (``[img-N]`` tags on the template path), and the images in marker order."""
+
+    text: str
+    shown: str
+    images: list[bytes]
+
+
 class Renderer:
     """Turns messages into a prompt (with image markers) and counts its tokens."""
 
@@ -110,14 +119,14 @@ class Renderer:
         self.tools = tools
         self.think = think
 
-    async def render(self, messages: Sequence[Message]) -> tuple[str, list[bytes]]:
+    async def render(self, messages: Sequence[Message]) -> Rendering:
         raise NotImplementedError
 
     async def count(self, messages: list[Message]) -> int:
-        prompt, images = await self.render(messages)
-        text = prompt.replace(self.marker, "")
+        rendering = await self.render(messages)
+        text = rendering.text.replace(self.marker, "")
         tokens = await self.client.post_json("/tokenize", {"content": text, "add_special": True})
-        return len(tokens.get("tokens", ())) + (IMAGE_TOKENS * len(images) if self.has_projector else 0)
+        return len(tokens.get("tokens", ())) + (IMAGE_TOKENS * len(rendering.images) if self.has_projector else 0)
 
 
 class GoRenderer(Renderer):
@@ -128,21 +137,18 @@ class GoRenderer(Renderer):
         super().__init__(client, marker, has_projector, tools, think)
         self.tset = tset
 
-    def render_tagged(self, messages: Sequence[Message]) -> tuple[str, list[bytes]]:
-        """The prompt with ``[img-N]`` tags still in (what ``_debug_render_only`` shows)."""
+    async def render(self, messages: Sequence[Message]) -> Rendering:
         tagged, images = tag_images(messages)
-        return render_messages(self.tset, tagged, self.tools, self.think), images
-
-    async def render(self, messages: Sequence[Message]) -> tuple[str, list[bytes]]:
-        prompt, images = self.render_tagged(messages)
-        return mark_images(prompt, images, self.marker)
+        shown = render_messages(self.tset, tagged, self.tools, self.think)
+        text, used = mark_images(shown, images, self.marker)
+        return Rendering(text, shown, used)
 
 
 class NativeRenderer(Renderer):
     """The GGUF's Jinja template, applied by llama-server."""
 
-    async def render(self, messages: Sequence[Message]) -> tuple[str, list[bytes]]:
+    async def render(self, messages: Sequence[Message]) -> Rendering:
         body = chat_body(messages, self.tools, self.think)
-        rendered = await self.client.post_json("/apply-template", body)
-        return str(rendered.get("prompt", "")), [i for m in messages for i in m.images]
+        text = str((await self.client.post_json("/apply-template", body)).get("prompt", ""))
+        return Rendering(text, text, [i for m in messages for i in m.images])
 
