@@ -19,7 +19,7 @@ from typing import Any
 
 from ..protocol.ollama_requests import Message, Think
 from .goexec import execute
-from .gotemplate import ollama_vars
+from .gotemplate import ollama_vars, walk
 from .gotemplate_nodes import (
     ActionNode,
     BranchNode,
@@ -143,8 +143,6 @@ def _names_response(node: Node) -> bool:
 
 
 def _mentions_response(node: Node) -> bool:
-    from .gotemplate import walk  # local: walk is only needed here
-
     return any(_names_response(n) for n, _ in walk(node))
 
 
