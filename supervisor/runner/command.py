@@ -1,7 +1,9 @@
 """The llama-server command line and environment for one runner (pure).
 
-Every parameter that decides memory use is explicit (``-c``, ``-np``, ``-ngl``, ``--cache-ram``), so
-what runs is what the pool planned. Logging is set to verbosity 4 so the buffer-size lines
+Every parameter that decides memory use is explicit (``-c``, ``-np``, ``-ngl``, ``--tensor-split``,
+``--cache-ram``) and llama.cpp's own fitting is off (``--fit off``), so what runs is what the pool's
+planner chose (``pool/placement.py``); ``-ngl auto`` with fitting off means every layer. Logging
+is set to verbosity 4 so the buffer-size lines
 (reference/llama-server.md §6.1) reach the supervisor, with level prefixes to map onto structlog.
 """
 
@@ -25,7 +27,10 @@ class RunnerConfig:
     alias: str
     ctx_size: int  # total context (-c) = per-slot context x parallel
     parallel: int = 1
-    gpu_layers: int | None = None  # None = "auto" (llama.cpp fits)
+    gpu_layers: int | None = None  # None = "auto" (all layers: fitting is off)
+    tensor_split: tuple[float, ...] = ()  # share of the offloaded layers per GPU, in device order
+    main_gpu: int | None = None  # Ollama's main_gpu: the whole model on that GPU (--split-mode none)
+    mmap: bool | None = None  # Ollama's use_mmap; False: --load-mode none
     threads: int = 0  # 0 = llama-server's default
     batch_size: int | None = None
     flash_attention: bool | None = None
@@ -50,6 +55,7 @@ def build_argv(binary: Path, config: RunnerConfig, socket_path: Path) -> list[st
         "--ctx-size", str(config.ctx_size),
         "--parallel", str(config.parallel),
         "--n-gpu-layers", "auto" if config.gpu_layers is None or config.gpu_layers < 0 else str(config.gpu_layers),
+        "--fit", "off",
         "--cache-ram", str(config.cache_ram_mib),
         "--no-webui",
         "--offline",
@@ -59,6 +65,12 @@ def build_argv(binary: Path, config: RunnerConfig, socket_path: Path) -> list[st
         "--log-prefix",
         "--log-colors", "off",
     ]  # fmt: skip
+    if config.tensor_split:
+        argv += ["--tensor-split", ",".join(f"{share:g}" for share in config.tensor_split)]
+    if config.main_gpu is not None:
+        argv += ["--split-mode", "none", "--main-gpu", str(config.main_gpu)]
+    if config.mmap is False:
+        argv += ["--load-mode", "none"]
     if config.projector is not None:
         argv += ["--mmproj", str(config.projector)]
     for adapter in config.adapters:

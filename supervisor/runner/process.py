@@ -6,7 +6,8 @@ Invariants:
 * The child runs in its own process group (``setsid``) and, on Linux, with ``PR_SET_PDEATHSIG=SIGKILL``
   set before exec, so it dies with the supervisor even when the supervisor is SIGKILLed.
 * One pump task reads the child's merged stdout/stderr for its whole life: every line goes to structlog,
-  the last ``TAIL_LINES`` are kept for failure messages, and each line counts as load progress.
+  the last ``TAIL_LINES`` are kept for failure messages, each line counts as load progress, and until
+  the runner is ready each line goes to ``memory`` (``MemoryLog``: the buffer sizes it allocated).
 * The child listens on its own Unix socket (no TCP port to race for, and no Nagle/delayed-ACK stalls:
   llama-server does not set TCP_NODELAY). The process owns the HTTP session bound to that socket and
   closes it when the child is stopped.
@@ -34,6 +35,7 @@ import aiohttp
 import structlog
 
 from ..errors import RunnerStartError
+from .memlog import MemoryLog
 
 TAIL_LINES = 40
 _PR_SET_PDEATHSIG = 1
@@ -80,6 +82,8 @@ class RunnerProcess:
         self.load_timeout = load_timeout
         self.stop_grace = stop_grace
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.memory = MemoryLog()
+        self.ready = False
         self.started_at = 0.0
         self._proc: asyncio.subprocess.Process | None = None
         self._exit: asyncio.Task[int] | None = None
@@ -148,6 +152,8 @@ class RunnerProcess:
                 continue
             self._last_progress = time.monotonic()
             self.tail.append(line)
+            if not self.ready:
+                self.memory.feed(line)
             m = _PREFIX.match(line)
             level = _LEVELS.get(m.group(1), "debug") if m else "debug"
             getattr(self._log, level)("runner output", pid=pid, line=line)
@@ -171,6 +177,7 @@ class RunnerProcess:
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 async with session.get(url, timeout=timeout) as resp:
                     if resp.status == 200:
+                        self.ready = True
                         self._log.info("runner ready", pid=self.pid, seconds=round(time.monotonic() - self.started_at, 3))
                         return
             await asyncio.wait({self._exit}, timeout=poll_interval)
@@ -196,16 +203,29 @@ class RunnerProcess:
         tail = " | ".join(list(self.tail)[-8:])
         return f"{status}: {tail}" if tail else status
 
-    async def stop(self) -> None:
-        """Stop the whole process group: SIGTERM, grace, SIGKILL; always reap. A no-op when stopped."""
+    async def health(self, timeout: float) -> bool:
+        """Whether ``/health`` answers 200 within ``timeout`` seconds."""
+        if self.session is None or self.session.closed or self.exited:
+            return False
+        try:
+            async with self.session.get(self.base_url + "/health", timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
+    async def stop(self, *, grace: float | None = None) -> None:
+        """Stop the whole process group: SIGTERM, grace, SIGKILL; always reap. A no-op when stopped.
+
+        ``grace=0`` kills at once (a hung runner would not act on SIGTERM anyway).
+        """
         self._stopping = True
         async with self._stop_lock:
             if self._proc is None or self._exit is None:
                 return
             pgid = self._proc.pid
             if not self._exit.done():
-                self._signal_group(pgid, signal.SIGTERM)
-                if await self.wait_exit(self.stop_grace) is None:
+                self._signal_group(pgid, signal.SIGTERM if grace != 0 else signal.SIGKILL)
+                if await self.wait_exit(self.stop_grace if grace is None else grace) is None:
                     self._log.warning("runner ignored SIGTERM, killing", pid=pgid, grace=self.stop_grace)
                     self._signal_group(pgid, signal.SIGKILL)
                     await self.wait_exit()

@@ -86,6 +86,12 @@ Misbehaviour switches (environment variables, so the supervisor's normal argv ca
 ``FAKE_LLAMA_EXIT_ON_LOAD=<code>``
     half-way through the load, prints ``llama_model_load: error loading model: fake failure``
     ... ``exiting due to model loading error`` and exits with ``<code>``.
+``FAKE_LLAMA_OOM_ABOVE_CTX=<n>``
+    a load with ``-c`` above ``n`` fails as the real one does when the KV cache cannot be allocated
+    (``failed to allocate buffer for kv cache``, exit 1).
+``FAKE_LLAMA_OOM_WHILE_RUNNING=<pidfile>``
+    the same failure while the process whose pid is in ``pidfile`` is alive (another runner holds
+    the memory).
 ``FAKE_LLAMA_CRASH_AFTER_TOKENS=<n>``
     in any generation, once n tokens have been produced (and, in a stream, written), prints
     ``ggml/src/ggml.c:1234: GGML_ASSERT(fake) failed`` and aborts: SIGABRT, returncode -6,
@@ -243,6 +249,8 @@ class Switches:
     load_seconds: float = 0.05
     load_forever: bool = False
     exit_on_load: int | None = None
+    oom_above_ctx: int | None = None
+    oom_while_running: str | None = None
     crash_after_tokens: int | None = None
     ignore_sigterm: bool = False
     token_interval: float = 0.001
@@ -267,6 +275,8 @@ class Switches:
             load_seconds=num("FAKE_LLAMA_LOAD_SECONDS", 0.05),
             load_forever=flag("FAKE_LLAMA_LOAD_FOREVER"),
             exit_on_load=num("FAKE_LLAMA_EXIT_ON_LOAD", None, int),
+            oom_above_ctx=num("FAKE_LLAMA_OOM_ABOVE_CTX", None, int),
+            oom_while_running=env.get("FAKE_LLAMA_OOM_WHILE_RUNNING") or None,
             crash_after_tokens=num("FAKE_LLAMA_CRASH_AFTER_TOKENS", None, int),
             ignore_sigterm=flag("FAKE_LLAMA_IGNORE_SIGTERM"),
             token_interval=num("FAKE_LLAMA_TOKEN_INTERVAL", 0.001),
@@ -1068,6 +1078,18 @@ def bind_sockets(opts: Options, log: Log) -> tuple[list[socket.socket], list[str
     return socks, addrs
 
 
+def _alive(pidfile: str | None) -> bool:
+    """Whether the process whose pid ``pidfile`` holds is running (not a zombie)."""
+    if pidfile is None:
+        return False
+    try:
+        pid = int(open(pidfile).read().strip())
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def fail_load(log: Log, model: str, first_lines: list[str], code: int) -> None:
     for line in first_lines:
         log.err(line)
@@ -1110,6 +1132,11 @@ async def serve(opts: Options, sw: Switches, log: Log, socks: list[socket.socket
     log.trc("load_tensors: loading model tensors, this can take a while... (mmap = true, direct_io = false)")
     log.trc(f"load_tensors: {'CPU_Mapped':>12} model buffer size = {sw.model_mib:8.2f} MiB")
     await asyncio.sleep(half)
+    if (sw.oom_above_ctx is not None and srv.n_ctx > sw.oom_above_ctx) or _alive(sw.oom_while_running):
+        size = srv.n_ctx * 1024
+        fail_load(log, model, [f"ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size {size}",
+                               "llama_init_from_model: failed to initialize the context: failed to allocate buffer "
+                               "for kv cache"], 1)
     for key, value in (("n_seq_max", len(srv.slots)), ("n_ctx", srv.n_ctx),
                        ("n_ctx_seq", srv.n_ctx if srv.kv_unified else srv.n_ctx_slot),
                        ("n_batch", 2048), ("n_ubatch", 512), ("flash_attn", "auto"),

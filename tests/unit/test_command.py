@@ -78,3 +78,25 @@ def test_repack_is_off_exactly_on_amx_cpus() -> None:
     assert "amx_int8" in amx and not repack_is_safe(amx)
     assert repack_is_safe(parse_cpu_flags("flags\t: fpu sse avx2\n"))
     assert repack_is_safe(parse_cpu_flags("Features\t: fp asimd\n"))  # arm64 spelling
+
+
+def test_placement_flags() -> None:
+    """The planner's layout is explicit and llama.cpp's own fitting is off; use_mmap false and main_gpu map
+    to this llama-server's flags (--load-mode none, --split-mode none --main-gpu)."""
+    plain = build_argv(Path("/b"), RunnerConfig(Path("/m"), "m", 4096), Path("/s.sock"))
+    assert " --fit off " in " ".join(plain) + " " and "--tensor-split" not in plain and "--load-mode" not in plain
+    cfg = RunnerConfig(Path("/m"), "m", 4096, gpu_layers=9, tensor_split=(0.25, 0.75), mmap=False)
+    joined = " ".join(build_argv(Path("/b"), cfg, Path("/s.sock")))
+    assert "--n-gpu-layers 9" in joined and "--tensor-split 0.25,0.75" in joined and "--load-mode none" in joined
+    main = " ".join(build_argv(Path("/b"), RunnerConfig(Path("/m"), "m", 4096, main_gpu=1), Path("/s.sock")))
+    assert "--split-mode none --main-gpu 1" in main
+
+
+def test_runner_options_from_requests() -> None:
+    """main_gpu and use_mmap reach the runner; num_parallel counts from the model's parameters only."""
+    from supervisor.protocol.ollama import resolve_options
+
+    opts = resolve_options({"num_parallel": 4}, {"main_gpu": 1, "use_mmap": False, "num_parallel": 9}).runner
+    assert (opts.main_gpu, opts.use_mmap, opts.num_parallel) == (1, False, 4)
+    cfg = plan_runner(model_path=Path("/m"), alias="m", train_ctx=None, options=opts, settings=Settings(), parallel=4)
+    assert (cfg.main_gpu, cfg.mmap, cfg.parallel, cfg.ctx_size) == (1, False, 4, 4 * 4096)
