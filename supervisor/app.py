@@ -21,10 +21,12 @@ import structlog
 from aiohttp import web
 
 from .api.errors import error_middleware
-from .api.keys import BUILD, CATALOG, INFERENCE, POOL, SETTINGS
+from .api.keys import BUILD, CATALOG, INFERENCE, INVENTORY, PLAN, POOL, SETTINGS
 from .api.ollama_routes import add_routes
-from .pool.placement import max_loaded_models
-from .pool.pool import RunnerPool, Spawner
+from .pool.hardware import Inventory, probe_inventory, refresh
+from .pool.inventory_file import inventory_from_file
+from .pool.placement import Limits, default_num_ctx, max_loaded_models
+from .pool.pool import InventorySource, RunnerPool, Spawner
 from .runner.binary import find_llama_server
 from .runner.command import RunnerConfig, build_argv, child_env, media_marker
 from .runner.process import RunnerProcess
@@ -32,6 +34,7 @@ from .runner.strays import owner_token, stop_strays
 from .modelfile.build import BuildContext
 from .service.catalog import CatalogService
 from .service.inference import InferenceService
+from .service.planning import PlanService
 from .settings import Settings
 from .store import ModelStore, StoreLayout
 from .store.guard import StoreGuard
@@ -62,6 +65,17 @@ def make_spawner(settings: Settings, binary: Path, run_dir: Path, marker: str) -
     return spawn
 
 
+def inventory_source(settings: Settings, inventory: Inventory) -> InventorySource:
+    """The inventory as loads see it: a file's as given, a probed one with free memory read again."""
+
+    async def current() -> Inventory:
+        if settings.hardware_file is not None:
+            return inventory
+        return await asyncio.to_thread(refresh, inventory)
+
+    return current
+
+
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     stopped = stop_strays()
@@ -73,11 +87,26 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     log.info("llama-server", path=str(binary))
     run_dir = Path(tempfile.mkdtemp(prefix="llamasup-", dir=settings.runtime_dir))
     marker = media_marker(secrets.token_hex(8))
+    if settings.hardware_file is not None:
+        inventory = inventory_from_file(settings.hardware_file)
+        log.info("hardware inventory", source=inventory.source, gpus=[g.id for g in inventory.gpus])
+    else:
+        inventory = await asyncio.to_thread(probe_inventory, binary)
+    app[INVENTORY] = inventory
+    limits = Limits(
+        max_loaded=max_loaded_models(settings.max_loaded_models, len(inventory.gpus)),
+        gpu_overhead=settings.gpu_overhead,
+        spread=settings.sched_spread,
+    )
     pool = RunnerPool(
         spawn=make_spawner(settings, binary, run_dir, marker),
         default_keep_alive=settings.keep_alive,
         max_queue=settings.max_queue,
-        max_loaded=max_loaded_models(settings.max_loaded_models),
+        max_loaded=limits.max_loaded,
+        inventory=inventory_source(settings, inventory),
+        limits=limits,
+        health_interval=settings.health_interval,
+        health_timeout=settings.health_timeout,
     )
     store = ModelStore(StoreLayout(settings.models_dir))
     if settings.noprune:
@@ -87,7 +116,12 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     index = ModelIndex(store, settings.model_dirs)
     guard = StoreGuard()
     app[POOL] = pool
-    app[INFERENCE] = InferenceService(settings, index, pool, media_marker=marker)
+    default_ctx = default_num_ctx(settings, inventory)
+    app[INFERENCE] = InferenceService(settings, index, pool, media_marker=marker, default_ctx=default_ctx)
+    app[PLAN] = PlanService(
+        settings, index, pool, inventory, repack=app[INFERENCE].repack, default_ctx=default_ctx,
+        limits=limits,
+    )  # fmt: skip
     app[CATALOG] = CatalogService(store, index, guard, pool)
     app[BUILD] = BuildContext(store=store, index=index, guard=guard, llama_server=binary)
     try:

@@ -1,4 +1,4 @@
-"""The ``llamasup`` command. ``serve`` runs the server; ``create`` is a client of its HTTP API.
+"""The ``llamasup`` command. ``serve`` runs the server; ``create`` and ``plan`` are clients of its HTTP API.
 
 Shutdown (uvicorn's model): the first SIGINT/SIGTERM only sets a flag; the server then stops accepting,
 lets in-flight requests finish within ``--shutdown-timeout``, and the pool stops every runner. A second
@@ -43,7 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="name of the model to create")
     c.add_argument("-f", "--file", dest="file", help="Modelfile (default ./Modelfile, else FROM .)")
     c.add_argument("-q", "--quantize", dest="quantize", default="", help="quantize to this level (e.g. q4_K_M)")
+    pl = sub.add_parser("plan", help="show what loading a model would do: memory per device, evictions, fit")
+    pl.add_argument("model", help="model name")
+    pl.add_argument("--ctx", type=int, help="context per request (num_ctx)")
+    pl.add_argument("--parallel", type=int, help="parallel slots (num_parallel)")
+    pl.add_argument("--json", action="store_true", help="print the server's answer as JSON")
     return p
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .plan_cli import plan_command
+    from .settings import client_base_url
+
+    return asyncio.run(
+        plan_command(client_base_url(os.environ), args.model, ctx=args.ctx, parallel=args.parallel,
+                     as_json=args.json, out=sys.stdout, err=sys.stderr)
+    )  # fmt: skip
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -107,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(["serve", *(argv or sys.argv[1:])])
     if args.command == "create":
         return _create(args)
+    if args.command == "plan":
+        return _plan(args)
     try:
         settings = load_settings(flags=_flags(args))
     except ConfigError as e:

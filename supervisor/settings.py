@@ -53,6 +53,12 @@ class Settings:
     config_file: Path | None = None
     model_dirs: tuple[Path, ...] = ()  # LLAMASUP_MODEL_DIRS: read-only directories of GGUFs used in place
     noprune: bool = False  # OLLAMA_NOPRUNE: keep unreferenced blobs at start-up
+    gpu_overhead: int = 0  # OLLAMA_GPU_OVERHEAD: bytes of VRAM per GPU left alone
+    sched_spread: bool = False  # OLLAMA_SCHED_SPREAD: split models across every GPU
+    model_parallel: tuple[tuple[str, int], ...] = ()  # per-model slots: config file "model_parallel: {name: n}"
+    hardware_file: Path | None = None  # LLAMASUP_HARDWARE: a YAML inventory used instead of probing
+    health_interval: float = 5.0  # seconds between /health checks of a loaded runner
+    health_timeout: float = 10.0  # a runner that misses two checks in a row is replaced
 
     @property
     def listen_url(self) -> str:
@@ -199,6 +205,12 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for var, key in (("LLAMASUP_CACHE_RAM_MIB", "cache_ram_mib"), ("LLAMASUP_THREADS", "runner_threads")):
         if (v := get(var)) is not None:
             out[key] = _parse_uint(v, 0)
+    if (v := get("OLLAMA_GPU_OVERHEAD")) is not None:
+        out["gpu_overhead"] = _parse_uint(v, 0)
+    if (v := get("OLLAMA_SCHED_SPREAD")) is not None:
+        out["sched_spread"] = _parse_bool(v)
+    if (v := get("LLAMASUP_HARDWARE")) is not None:
+        out["hardware_file"] = Path(_clean(v)).expanduser()
     if (v := get("OLLAMA_NOPRUNE")) is not None:
         out["noprune"] = _parse_bool(v)
     if (v := get("LLAMASUP_MODEL_DIRS")) is not None:
@@ -227,7 +239,9 @@ def _from_file(path: Path) -> dict[str, Any]:
             out["host"], out["port"] = parse_host(str(value))
         elif key == "keep_alive":
             out[key] = parse_keep_alive_env(str(value))
-        elif key in ("models_dir", "llama_server", "cache_dir", "runtime_dir"):
+        elif key == "model_parallel":
+            out[key] = _model_parallel(path, value)
+        elif key in ("models_dir", "llama_server", "cache_dir", "runtime_dir", "hardware_file"):
             out[key] = Path(str(value)).expanduser()
         elif key == "model_dirs":
             items = value if isinstance(value, list) else parse_model_dirs(str(value))
@@ -237,6 +251,12 @@ def _from_file(path: Path) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def _model_parallel(path: Path, value: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(value, dict) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value.values()):
+        raise ConfigError(f"config file {path}: model_parallel must map model names to positive integers")
+    return tuple((str(name), int(n)) for name, n in value.items())
 
 
 def load_settings(env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..modelfile.build import BuildContext
+from ..pool.hardware import Inventory
 from ..pool.pool import RunnerPool
 from ..service.catalog import CatalogService
 from ..service.inference import InferenceService
+from ..service.planning import PlanService
 from ..settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -15,3 +17,5 @@ POOL = web.AppKey("pool", RunnerPool)
 INFERENCE = web.AppKey("inference", InferenceService)
 CATALOG = web.AppKey("catalog", CatalogService)
 BUILD = web.AppKey("build", BuildContext)
+INVENTORY = web.AppKey("inventory", Inventory)
+PLAN = web.AppKey("plan", PlanService)

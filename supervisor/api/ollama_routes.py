@@ -12,7 +12,8 @@ from ..protocol import ollama as wire
 from ..protocol.create import parse_create_request
 from ..protocol.ollama_requests import ChatRequest, GenerateRequest
 from ..service.output import collect
-from .keys import BUILD, CATALOG, INFERENCE
+from ..service.planning import PlanRequest
+from .keys import BUILD, CATALOG, INFERENCE, PLAN
 from .streaming import respond
 
 OLLAMA_VERSION = "0.33.0"  # the Ollama release whose API llamasup speaks; clients compare it
@@ -32,6 +33,17 @@ async def tags(request: web.Request) -> web.Response:
 
 async def ps(request: web.Request) -> web.Response:
     return _json(await request.app[CATALOG].ps())
+
+
+async def events(request: web.Request) -> web.Response:
+    """llamasup's own: the latest loads and unloads with their reasons."""
+    return _json(request.app[CATALOG].events())
+
+
+async def plan(request: web.Request) -> web.Response:
+    """llamasup's own: what loading a model now would do (``service/planning.py``)."""
+    req = PlanRequest.from_json(wire.decode_body(await request.read()))
+    return _json(await request.app[PLAN].plan(req))
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
@@ -90,6 +102,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/tags", tags)
     app.router.add_get("/api/ps", ps)
+    app.router.add_post("/api/plan", plan)
+    app.router.add_get("/api/events", events)
     app.router.add_post("/api/generate", generate)
     app.router.add_post("/api/chat", chat)
     app.router.add_post("/api/show", show)

@@ -150,8 +150,10 @@ def parse_keep_alive(value: Any, unset: object) -> float | None | object:
 
 # -- options ---------------------------------------------------------------------------------------
 
+# num_parallel is llamasup's own (slots for one model, Ollama #4894); it is taken from the model's
+# parameters only, so one client cannot make a runner reload for everyone.
 INT_OPTIONS = {"num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch", "num_gpu",
-                "main_gpu", "num_thread", "draft_num_predict"}  # fmt: skip
+                "main_gpu", "num_thread", "draft_num_predict", "num_parallel"}  # fmt: skip
 FLOAT_OPTIONS = {"top_p", "min_p", "typical_p", "temperature", "repeat_penalty", "presence_penalty",
                   "frequency_penalty"}  # fmt: skip
 BOOL_OPTIONS = {"use_mmap"}
@@ -224,7 +226,8 @@ class ResolvedOptions:
 def resolve_options(model_params: dict[str, Any], request_options: dict[str, Any]) -> ResolvedOptions:
     """Defaults < the model's params layer < the request (a request ``stop`` replaces the model's)."""
     merged = dict(DEFAULT_OPTIONS)
-    merged.update(check_options(model_params))
+    from_model = check_options(model_params)
+    merged.update(from_model)
     merged.update(check_options(request_options))
     sampling = {field: merged[key] for key, field in _SAMPLING_FIELDS.items() if key in merged}
     runner = RunnerOptions(
@@ -232,6 +235,9 @@ def resolve_options(model_params: dict[str, Any], request_options: dict[str, Any
         num_batch=merged.get("num_batch"),
         num_gpu=merged.get("num_gpu"),
         num_thread=merged.get("num_thread"),
+        main_gpu=merged.get("main_gpu"),
+        use_mmap=merged.get("use_mmap"),
+        num_parallel=from_model.get("num_parallel"),
     )
     return ResolvedOptions(sampling=sampling, runner=runner)
 

@@ -27,6 +27,7 @@ from ..store.manifests import ConfigV2
 from ..store.index import ModelFiles, ModelIndex, ModelRef
 from ..store.layout import normalize_digest
 from ..store.prune import remove_unreferenced
+from .planning import memory_report
 from ..templates.capabilities import model_capabilities
 
 log = structlog.get_logger("supervisor.catalog")
@@ -57,11 +58,22 @@ class CatalogService:
 
         ``expires_at`` is when an idle runner unloads; while a request holds it, the time it would
         unload if that request ended now; ``keep_alive`` forever shows as now + 292 years, as in Go.
-        ``size`` is the model's files until measured memory is parsed from the runner's log (#5);
-        ``size_vram`` is 0 because runners are planned for the CPU.
+        ``size`` and ``size_vram`` are what the runner allocated (its load log; the model's files
+        when the log had no buffer lines). Beyond Ollama, ``llamasup`` on each model holds the
+        measured and estimated bytes per device, the layers on GPU and why it was loaded.
         """
         snapshot = self.pool.loaded()  # on the event loop: the pool's state is only read there
         return await asyncio.to_thread(self._ps, snapshot, time.time())
+
+    def events(self) -> dict[str, Any]:
+        """``GET /api/events`` (llamasup's own): the latest loads and unloads with their reasons."""
+        return {
+            "events": [
+                {"at": format_local(datetime.fromtimestamp(e.at, timezone.utc)), "model": e.model, "action": e.action,
+                 "reason": e.reason}
+                for e in self.pool.events()
+            ]
+        }  # fmt: skip
 
     def _ps(self, snapshot: list[LoadedRunner], now: float) -> dict[str, Any]:
         rows = []
@@ -73,15 +85,17 @@ class CatalogService:
                 expires = loaded.expires_at
             else:
                 expires = now + (FOREVER_SECONDS if loaded.keep_alive is None else loaded.keep_alive)
+            measured = loaded.measured if loaded.measured is not None and loaded.measured.measured else None
             entry = {
                 "name": ref.display_name,
                 "model": ref.display_name,
-                "size": ref.size,
+                "size": measured.total if measured else ref.size,
                 "digest": ref.digest,
                 "details": self._details(ref)[0],
                 "expires_at": format_local(datetime.fromtimestamp(expires, timezone.utc)),
-                "size_vram": 0,
-                "context_length": loaded.spec.config.ctx_per_slot,
+                "size_vram": measured.gpu if measured else 0,
+                "context_length": loaded.config.ctx_per_slot,
+                "llamasup": memory_report(loaded),
             }
             rows.append((expires, entry))
         rows.sort(key=lambda row: -row[0])

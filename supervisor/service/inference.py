@@ -26,7 +26,6 @@ import structlog
 
 from ..errors import BadRequest, ContextOverflow, LlamasupError, MissingCapability, PromptTooLong, RunnerCrashed
 from ..pool.hardware import cpu_flags, repack_is_safe
-from ..pool.placement import plan_runner
 from ..pool.pool import UNSET, Runner, RunnerPool, RunnerSpec
 from ..protocol import ollama as wire
 from ..protocol.llama_server import chat_body, check_images
@@ -50,7 +49,7 @@ from .prompting import (
     generate_messages,
     mark_images,
 )
-from .resolve import ResolvedModel, go_template, resolve_model
+from .resolve import ResolvedModel, go_template, resolve_model, runner_spec
 
 log = structlog.get_logger("supervisor.inference")
 Chunk = dict[str, Any]
@@ -78,13 +77,20 @@ class _Rendered:
 
 class InferenceService:
     def __init__(
-        self, settings: Settings, models: ModelIndex, pool: RunnerPool, *, media_marker: str = "<__media__>"
+        self,
+        settings: Settings,
+        models: ModelIndex,
+        pool: RunnerPool,
+        *,
+        media_marker: str = "<__media__>",
+        default_ctx: int | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
         self.pool = pool
         self.marker = media_marker
         self.repack = repack_is_safe(cpu_flags())
+        self.default_ctx = default_ctx  # num_ctx when nobody chose one (placement.default_num_ctx)
 
     # -- checks -------------------------------------------------------------------------------------
     @staticmethod
@@ -115,17 +121,8 @@ class InferenceService:
     # -- runner and request fields -----------------------------------------------------------------
     def _plan(self, model: ResolvedModel, req: GenerateRequest | ChatRequest, *, chat_api: bool) -> _Plan:
         options = wire.resolve_options(model.params, req.options)
-        config = plan_runner(
-            model_path=model.path,
-            alias=model.name.display,
-            train_ctx=model.info.context_length,
-            options=options.runner,
-            settings=self.settings,
-            projector=model.projector,
-            adapters=model.adapters,
-            repack=self.repack,
-        )
-        spec = RunnerSpec(model_key=str(model.path), name=model.name.display, config=config)
+        spec = runner_spec(model, options.runner, self.settings, repack=self.repack, default_ctx=self.default_ctx)
+        config = spec.config
         body = dict(options.sampling) | wire.format_fields(req.format, chat=chat_api)
         # num_predict is bounded by the per-slot context the runner is planned with.
         body["n_predict"] = wire.bound_num_predict(int(body.get("n_predict", -1)), config.ctx_per_slot)

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LlamasupError, ModelNotFound
+from ..pool.memory import ModelShape, shape_of
+from ..pool.placement import RunnerOptions, plan_runner
+from ..pool.pool import RunnerSpec
+from ..settings import Settings
 from ..store import ModelName, read_gguf_info
 from ..store.gguf_info import GGUFInfo
 from ..store.index import ModelIndex
@@ -73,4 +77,51 @@ def resolve_model(models: ModelIndex, requested: str) -> ResolvedModel:
         projector=files.projectors[0] if files.projectors else None,
         adapters=files.adapters,
         capabilities=tuple(caps),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _shape(info: GGUFInfo) -> ModelShape:
+    return shape_of(info)
+
+
+def slots_for(model: ResolvedModel, options: RunnerOptions, settings: Settings) -> int:
+    """Parallel slots: the operator's per-model setting, else the model's ``num_parallel`` parameter,
+    else ``OLLAMA_NUM_PARALLEL``; always 1 for embedding models, as Ollama does."""
+    if "embedding" in model.capabilities:
+        return 1
+    for name, n in settings.model_parallel:
+        parsed = ModelName.try_parse(name)
+        if parsed is not None and parsed.display == model.name.display:
+            return n
+    if options.num_parallel and options.num_parallel > 0:
+        return options.num_parallel
+    return settings.num_parallel
+
+
+def runner_spec(
+    model: ResolvedModel, options: RunnerOptions, settings: Settings, *, repack: bool, default_ctx: int | None
+) -> RunnerSpec:
+    """What to run for ``model`` with the request's runner options (reads the projector's size)."""
+    config = plan_runner(
+        model_path=model.path,
+        alias=model.name.display,
+        train_ctx=model.info.context_length,
+        options=options,
+        settings=settings,
+        projector=model.projector,
+        adapters=model.adapters,
+        repack=repack,
+        default_ctx=default_ctx,
+        parallel=slots_for(model, options, settings),
+    )
+    auto_ctx = not (options.num_ctx and options.num_ctx > 0) and not settings.context_length
+    projector_bytes = model.projector.stat().st_size if model.projector is not None else 0
+    return RunnerSpec(
+        model_key=str(model.path),
+        name=model.name.display,
+        config=config,
+        shape=_shape(model.info),
+        auto_ctx=auto_ctx,
+        projector_bytes=projector_bytes,
     )

@@ -46,9 +46,11 @@ async def test_ps_lists_loaded_models(start_server: ServerFactory, llama_server_
     ps = (await _get(server, "/api/ps"))["models"]
     assert [m["name"] for m in ps] == ["second:latest", "tiny:latest"]  # forever sorts first
     second, tiny = ps
-    assert list(tiny) == ["name", "model", "size", "digest", "details", "expires_at", "size_vram", "context_length"]
+    assert list(tiny) == ["name", "model", "size", "digest", "details", "expires_at", "size_vram", "context_length", "llamasup"]
     assert tiny["model"] == "tiny:latest" and tiny["digest"] == listed["tiny:latest"]["digest"]
-    assert tiny["size"] == listed["tiny:latest"]["size"] and tiny["size_vram"] == 0
+    # size: what the runner allocated (weights, KV cache, compute), more than the file; no GPU here
+    (cpu,) = tiny["llamasup"]["devices"]
+    assert tiny["size"] == cpu["measured"]["total"] > listed["tiny:latest"]["size"] and tiny["size_vram"] == 0
     tag_details = {k: v for k, v in listed["tiny:latest"]["details"].items() if k not in ("context_length", "embedding_length")}
     assert tiny["details"] == tag_details
     assert tiny["context_length"] == 4096 and second["context_length"] == 1024

@@ -68,3 +68,19 @@ def test_environment_parsing_quirks() -> None:
     """Values are trimmed of quotes; bad integers fall back to defaults; OLLAMA_DEBUG maps to a level."""
     s = load_settings(env={"OLLAMA_NUM_PARALLEL": " '2' ", "OLLAMA_MAX_QUEUE": "lots", "OLLAMA_DEBUG": "1", "OLLAMA_ORIGINS": "a, b"})
     assert s.num_parallel == 2 and s.max_queue == 512 and s.debug == 1 and s.origins == ("a", "b")
+
+
+def test_scheduler_settings(tmp_path: Path) -> None:
+    """OLLAMA_GPU_OVERHEAD (bytes), OLLAMA_SCHED_SPREAD, LLAMASUP_HARDWARE, and per-model slots from the file."""
+    config = tmp_path / "llamasup.yaml"
+    config.write_text("model_parallel:\n  qwen3:8b: 4\n  tiny: 2\n")
+    s = load_settings(
+        env={"OLLAMA_GPU_OVERHEAD": "1073741824", "OLLAMA_SCHED_SPREAD": "1", "LLAMASUP_HARDWARE": str(tmp_path / "hw.yaml"),
+             "LLAMASUP_CONFIG": str(config)},
+    )  # fmt: skip
+    assert s.gpu_overhead == 1 << 30 and s.sched_spread is True and s.hardware_file == tmp_path / "hw.yaml"
+    assert s.model_parallel == (("qwen3:8b", 4), ("tiny", 2))
+    assert load_settings(env={}).gpu_overhead == 0 and load_settings(env={}).sched_spread is False
+    config.write_text("model_parallel:\n  tiny: zero\n")
+    with pytest.raises(ConfigError, match="model_parallel must map model names to positive integers"):
+        load_settings(env={"LLAMASUP_CONFIG": str(config)})
