@@ -583,3 +583,34 @@ def write_embedding_model(
         path, preset=p, vocab=build_vocab(), tensors=tensors, ftype=ftype, name=name,
         context_length=context_length, chat_template=None, pooling=gguf.PoolingType.MEAN,
     )  # fmt: skip
+
+
+def _zeros(*shape: int) -> npt.NDArray[np.floating]:
+    """A read-only all-zero F16 array that costs no memory."""
+    return np.broadcast_to(np.zeros((), np.float16), shape)
+
+
+def write_zero_model(path: Path, *, preset: Preset, vocab: Vocab | None = None, name: str | None = None,
+                     context_length: int = 32768) -> Path:
+    """A llama GGUF of ``preset``'s shape with all-zero F16 weights (norms one): quick to write at any
+    size, for measuring memory (buffer sizes do not depend on the values)."""
+    p, vocab = preset, vocab or build_vocab()
+    e, hd, n_vocab = p.n_embd, p.n_embd // p.n_head, len(vocab.tokens)
+    tensors: dict[str, npt.NDArray[np.floating]] = {"token_embd.weight": _zeros(n_vocab, e)}
+    for i in range(p.n_layer):
+        tensors |= {
+            f"blk.{i}.attn_norm.weight": np.ones(e, np.float32),
+            f"blk.{i}.attn_q.weight": _zeros(p.n_head * hd, e),
+            f"blk.{i}.attn_k.weight": _zeros(p.n_head_kv * hd, e),
+            f"blk.{i}.attn_v.weight": _zeros(p.n_head_kv * hd, e),
+            f"blk.{i}.attn_output.weight": _zeros(e, p.n_head * hd),
+            f"blk.{i}.ffn_norm.weight": np.ones(e, np.float32),
+            f"blk.{i}.ffn_gate.weight": _zeros(p.n_ff, e),
+            f"blk.{i}.ffn_up.weight": _zeros(p.n_ff, e),
+            f"blk.{i}.ffn_down.weight": _zeros(e, p.n_ff),
+        }
+    tensors |= {"output_norm.weight": np.ones(e, np.float32), "output.weight": _zeros(n_vocab, e)}
+    return write_llama_gguf(
+        path, preset=p, vocab=vocab, tensors=tensors, ftype=gguf.LlamaFileType.MOSTLY_F16, name=name or Path(path).stem,
+        context_length=context_length, chat_template=None,
+    )  # fmt: skip

@@ -461,7 +461,8 @@ class RunnerPool:
                 break
             except RunnerStartError as e:
                 await process.stop()
-                if _OOM.search(str(e)):
+                oom = next((line for line in process.tail if _OOM.search(line)), None)
+                if oom is not None:
                     others = [o for o in self._residents(entry) if o.ready and o.refs == 0]
                     smaller = [t for t in SMALLER_CTX if t < config.ctx_per_slot]
                     if others and not evicted_for_oom:
@@ -476,7 +477,8 @@ class RunnerPool:
                         log.warning("out of memory at load, retrying with a smaller context", model=spec.name, ctx=ctx_cap)
                         continue
                     log.error("model failed to load", model=spec.name, error=str(e))
-                    raise RunnerStartError(f"llama-server reported out-of-memory during startup: {_detail(e)}") from None
+                    detail = _detail(e) if oom in str(e) else f"{_detail(e)} ({oom})"
+                    raise RunnerStartError(f"llama-server reported out-of-memory during startup: {detail}") from None
                 log.error("model failed to load", model=spec.name, error=str(e))
                 raise
             except BaseException:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import gguf
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from supervisor.pool.memory import (
@@ -23,7 +21,7 @@ from supervisor.pool.memory import (
 )
 from supervisor.runner.memlog import HOST, DeviceBytes, parse_memory_log
 from supervisor.store.gguf_info import TensorInfo, info_from_metadata, read_gguf_info
-from tests.models import Preset, build_vocab, write_llama_gguf, write_model
+from tests.models import Preset, build_vocab, write_model, write_zero_model
 from tests.processes import llama_server
 
 MIB = 1 << 20
@@ -318,35 +316,6 @@ def test_shape_of_generated_model(tmp_path: Path) -> None:
 # -- against the real llama-server ------------------------------------------------------------------
 
 
-def _zeros(*shape: int) -> npt.NDArray[np.floating]:
-    """A read-only all-zero F16 array that costs no memory (weights do not change buffer sizes)."""
-    return np.broadcast_to(np.zeros((), np.float16), shape)
-
-
-def _write_shape(path: Path, p: Preset) -> Path:
-    e, hd = p.n_embd, p.n_embd // p.n_head
-    vocab = build_vocab()
-    n_vocab = len(vocab.tokens)
-    tensors: dict[str, npt.NDArray[np.floating]] = {"token_embd.weight": _zeros(n_vocab, e)}
-    for i in range(p.n_layer):
-        tensors |= {
-            f"blk.{i}.attn_norm.weight": np.ones(e, np.float32),
-            f"blk.{i}.attn_q.weight": _zeros(p.n_head * hd, e),
-            f"blk.{i}.attn_k.weight": _zeros(p.n_head_kv * hd, e),
-            f"blk.{i}.attn_v.weight": _zeros(p.n_head_kv * hd, e),
-            f"blk.{i}.attn_output.weight": _zeros(e, p.n_head * hd),
-            f"blk.{i}.ffn_norm.weight": np.ones(e, np.float32),
-            f"blk.{i}.ffn_gate.weight": _zeros(p.n_ff, e),
-            f"blk.{i}.ffn_up.weight": _zeros(p.n_ff, e),
-            f"blk.{i}.ffn_down.weight": _zeros(e, p.n_ff),
-        }
-    tensors |= {"output_norm.weight": np.ones(e, np.float32), "output.weight": _zeros(n_vocab, e)}
-    return write_llama_gguf(
-        path, preset=p, vocab=vocab, tensors=tensors, ftype=gguf.LlamaFileType.MOSTLY_F16, name=path.stem,
-        context_length=32768, chat_template=None,
-    )  # fmt: skip
-
-
 E2E_CASES = [
     # preset, -c, -np, flash attention (None = auto), KV type
     (Preset(n_embd=256, n_layer=4, n_head=4, n_head_kv=4, n_ff=768), 4096, 1, None, "f16"),
@@ -372,7 +341,7 @@ def test_estimate_matches_llama_server(
 ) -> None:
     """Loaded in llama-server (--no-repack), the measured total is within 10% of the estimate and the
     KV cache, weights and output buffer are exact (at the log's 0.01 MiB resolution)."""
-    model = _write_shape(tmp_path / "model.gguf", preset)
+    model = write_zero_model(tmp_path / "model.gguf", preset=preset)
     args = ["-c", str(n_ctx), "-np", str(n_seq), "--cache-ram", "0", "--log-verbosity", "4", "--log-prefix",
             "--log-colors", "off", "--no-repack", "--cache-type-k", kv_type, "--cache-type-v", kv_type]  # fmt: skip
     if flash_attention is not None:
