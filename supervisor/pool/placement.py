@@ -193,6 +193,8 @@ class Limits:
     gpu_overhead: int = 0  # OLLAMA_GPU_OVERHEAD, bytes per GPU
     spread: bool = False  # OLLAMA_SCHED_SPREAD
     ctx_cap: int | None = None  # per-slot context ceiling after an out-of-memory failure
+    # GPU bytes of runners stopped moments ago, which the driver may not report free yet
+    released: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,12 +219,20 @@ def margin(total: int) -> int:
     return min(GIB, total // 10)
 
 
-def available(inventory: Inventory, residents: Sequence[Resident], staying: Sequence[Resident], overhead: int) -> dict[str, int]:
-    """Bytes per device for a new runner when only ``staying`` of ``residents`` remain loaded."""
+def available(
+    inventory: Inventory,
+    residents: Sequence[Resident],
+    staying: Sequence[Resident],
+    overhead: int,
+    released: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Bytes per device for a new runner when only ``staying`` of ``residents`` remain loaded
+    (``released``: bytes per GPU that stopped runners held, counted as free until the device says so;
+    never more than the total minus what stays)."""
     leaving = [r for r in residents if r not in staying]
 
     def room(device: str, free: int, total: int) -> int:
-        freed = sum(r.usage.get(device, 0) for r in leaving)
+        freed = sum(r.usage.get(device, 0) for r in leaving) + (released or {}).get(device, 0)
         held = sum(r.usage.get(device, 0) for r in staying)
         return max(min(free + freed, total - held) - margin(total), 0)
 
@@ -349,7 +359,7 @@ def _try(
 ) -> Placement:
     if want.shape is None or inventory is None:
         return Placement(config, None, {}, evict=evict, notes=notes)
-    room = available(inventory, residents, staying, limits.gpu_overhead)
+    room = available(inventory, residents, staying, limits.gpu_overhead, {k: v for k, v in limits.released.items() if k != HOST})
     launched, estimate = _layout(want, config, inventory, room, limits.spread)
     layer_note: tuple[str, ...] = ()
     if inventory.gpus:

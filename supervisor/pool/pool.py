@@ -63,6 +63,7 @@ Spawner = Callable[[RunnerConfig], RunnerProcess]
 # The machine's memory now (the injected or probed inventory, with free memory refreshed).
 InventorySource = Callable[[], Awaitable[Inventory]]
 EVENTS_KEPT = 100
+RELEASE_GRACE = 5.0  # seconds a stopped runner's GPU memory counts as free though not yet reported so
 # How llama-server says a buffer could not be allocated (CPU, CUDA, ROCm, Vulkan, Metal).
 _OOM = re.compile(
     r"out of memory|failed to allocate|unable to allocate|cudaMalloc failed|ErrorOutOfDeviceMemory|bad_alloc"
@@ -220,6 +221,7 @@ class RunnerPool:
         self._health_timeout = health_timeout
         self._events: collections.deque[PoolEvent] = collections.deque(maxlen=EVENTS_KEPT)
         self._last_unload: dict[str, str] = {}  # model key -> why its last runner went away
+        self._released: list[tuple[float, dict[str, int]]] = []  # (monotonic time, GPU bytes) of stopped runners
         self._room_waiters: list[asyncio.Event] = []  # loads waiting for a runner to become idle
         self._entries: dict[str, _Entry] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -422,7 +424,8 @@ class RunnerPool:
             inventory = await self._inventory() if self._inventory is not None else None
             residents = self._residents(entry)
             view = [self._resident(e) for e in residents]
-            placement = place(entry.spec.want(), inventory, view, replace(self._limits, ctx_cap=ctx_cap))
+            limits = replace(self._limits, ctx_cap=ctx_cap, released=self._recently_released())
+            placement = place(entry.spec.want(), inventory, view, limits)
             if placement.error is not None and not placement.wait:
                 raise InsufficientMemory(placement.error)
             crowded = len(residents) >= self._limits.max_loaded
@@ -439,6 +442,16 @@ class RunnerPool:
                 victim = next(e for e in residents if str(id(e)) == key)
                 self._retire(victim, reason=f"{why}, making room for {name}")
             await asyncio.gather(*(e.stopped.wait() for e in residents if str(id(e)) in placement.evict))
+
+    def _recently_released(self) -> dict[str, int]:
+        """GPU bytes of runners stopped within ``RELEASE_GRACE`` seconds (drivers free memory late)."""
+        now = time.monotonic()
+        self._released = [(t, usage) for t, usage in self._released if now - t < RELEASE_GRACE]
+        total: dict[str, int] = {}
+        for _, usage in self._released:
+            for device, n in usage.items():
+                total[device] = total.get(device, 0) + n
+        return total
 
     async def _load(self, entry: _Entry, previous: _Entry | None) -> None:
         if previous is not None:
@@ -545,6 +558,9 @@ class RunnerPool:
             if entry.process is not None:
                 await entry.process.stop()
         finally:
+            gpu = {device: n for device, n in entry.usage().items() if device != "CPU"}
+            if gpu:
+                self._released.append((time.monotonic(), gpu))
             entry.stopped.set()
             self._room_changed()
 

@@ -217,3 +217,16 @@ def test_a_quantized_kv_cache_is_suggested_when_it_is_what_fits() -> None:
     assert q8 < need(cfg)
     fixes = suggest(Want(cfg, SHAPE), host(q8 + MIB), Limits())
     assert "OLLAMA_KV_CACHE_TYPE=q8_0 (a quantized KV cache)" in fixes
+
+
+def test_gpu_memory_of_a_runner_just_stopped_counts_as_free() -> None:
+    """Drivers report freed VRAM late: what a stopped runner held counts as free, within the device's total."""
+    inv = Inventory(64 * GIB, 64 * GIB, (Gpu("CUDA0", "x", 10 * GIB, 2 * GIB, "cuda"),))
+    assert available(inv, [], [], 0)["CUDA0"] == GIB
+    assert available(inv, [], [], 0, {"CUDA0": 6 * GIB})["CUDA0"] == 7 * GIB
+    assert available(inv, [], [], 0, {"CUDA0": 20 * GIB})["CUDA0"] == 9 * GIB  # never beyond the total
+    cfg = config()
+    full = need(cfg, ALL, ("CUDA0",), {"CUDA0": 1.0})
+    lagging = Inventory(64 * GIB, 64 * GIB, (Gpu("CUDA0", "x", full + GIB, 0, "cuda"),))
+    assert place(Want(cfg, SHAPE), lagging, [], Limits()).config.gpu_layers == 0
+    assert place(Want(cfg, SHAPE), lagging, [], Limits(released={"CUDA0": full + GIB})).config.gpu_layers == ALL
