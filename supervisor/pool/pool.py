@@ -9,7 +9,9 @@ Invariants:
 * ``_entries`` maps a model key to at most one live entry; a lookup and the change that follows it
   happen with no ``await`` in between, so the event loop makes them atomic.
 * Loads belong to the pool: each runs in a pool-owned task that requests await through ``shield``.
-  A client that disconnects stops waiting, but never cancels a load that others wait for.
+  A client that disconnects stops waiting, but never cancels a load that others wait for. Loads run
+  one at a time, in arrival order (``_loading``), so each is planned with the memory of the previous
+  one measured rather than guessed.
 * Leases are reference-counted. A leased runner is never stopped by keep-alive; the keep-alive timer
   starts when the count falls to zero and is cancelled when a new lease arrives.
 * A runner whose launch parameters no longer match (e.g. another ``num_ctx``) is retired: it leaves
@@ -222,6 +224,7 @@ class RunnerPool:
         self._events: collections.deque[PoolEvent] = collections.deque(maxlen=EVENTS_KEPT)
         self._last_unload: dict[str, str] = {}  # model key -> why its last runner went away
         self._released: list[tuple[float, dict[str, int]]] = []  # (monotonic time, GPU bytes) of stopped runners
+        self._loading = asyncio.Lock()  # one load at a time: each plans with the previous one's memory known
         self._room_waiters: list[asyncio.Event] = []  # loads waiting for a runner to become idle
         self._entries: dict[str, _Entry] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -457,6 +460,17 @@ class RunnerPool:
         if previous is not None:
             await previous.stopped.wait()
         spec = entry.spec
+        async with self._loading:
+            process, placement = await self._start(entry)
+        entry.measured = process.memory.snapshot()
+        self._loaded(entry, placement)
+        watcher = asyncio.create_task(self._watch(entry, process), name=f"watch-{spec.name}")
+        self._watchers.add(watcher)  # held so it is not collected; it ends with its process
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _start(self, entry: _Entry) -> tuple[RunnerProcess, Placement]:
+        """Plan, spawn and wait until ready; on out-of-memory, retry as Ollama does (see the class doc)."""
+        spec = entry.spec
         ctx_cap: int | None = None
         evicted_for_oom = False
         while True:
@@ -471,7 +485,7 @@ class RunnerPool:
             try:
                 await process.start()
                 await process.wait_ready()
-                break
+                return process, placement
             except RunnerStartError as e:
                 await process.stop()
                 oom = next((line for line in process.tail if _OOM.search(line)), None)
@@ -497,11 +511,6 @@ class RunnerPool:
             except BaseException:
                 await asyncio.shield(process.stop())
                 raise
-        entry.measured = process.memory.snapshot()
-        self._loaded(entry, placement)
-        watcher = asyncio.create_task(self._watch(entry, process), name=f"watch-{spec.name}")
-        self._watchers.add(watcher)  # held so it is not collected; it ends with its process
-        watcher.add_done_callback(self._watchers.discard)
 
     def _loaded(self, entry: _Entry, placement: Placement) -> None:
         measured, estimate = entry.measured, placement.estimate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from dataclasses import replace
@@ -137,5 +138,31 @@ async def test_reload_reason_and_measured_memory(fake_llama_server_bin: Path, ru
         cpu = loaded.measured.devices["CPU"]
         assert (cpu.model, cpu.kv, cpu.compute) == (3 * MIB, 8 * MIB, round(2.5 * MIB))
         assert loaded.measured.gpu == 0
+    finally:
+        await pool.close()
+
+
+async def test_loads_run_one_at_a_time(fake_llama_server_bin: Path, run_dir: Path) -> None:
+    """Two models requested together load one after the other: the second starts once the first is ready."""
+
+    class Watching(RecordingSpawner):
+        def __init__(self) -> None:
+            super().__init__(fake_llama_server_bin, run_dir, FAKE_LLAMA_LOAD_SECONDS="0.3")
+            self.earlier_ready: list[bool] = []
+
+        def __call__(self, config: RunnerConfig) -> RunnerProcess:
+            self.earlier_ready.append(all(p.ready for _, p in self.spawned))
+            return super().__call__(config)
+
+    spawner = Watching()
+    pool = RunnerPool(spawn=spawner, default_keep_alive=None)
+
+    async def use(key: str) -> None:
+        async with pool.lease(spec(run_dir, key=key)):
+            pass
+
+    try:
+        await asyncio.gather(use("a"), use("b"), use("c"))
+        assert len(spawner.spawned) == 3 and spawner.earlier_ready == [True, True, True]
     finally:
         await pool.close()
