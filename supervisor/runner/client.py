@@ -11,7 +11,7 @@ every complete event in it, and the per-token cost is a fraction of the general 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import asyncio
@@ -93,27 +93,29 @@ class RunnerClient:
             ) as resp:
                 if resp.status != 200:
                     raise _http_error(resp.status, await resp.read())
-                # Read whatever has arrived and split it ourselves: when tokens come faster than one
-                # wake-up per token, several events are handled per read (cheaper than readline).
-                pending = b""
-                async for data in resp.content.iter_any():
-                    pending += data
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        if not line.startswith(b"data: "):
-                            continue  # blank separators and ":" keep-alive comments
-                        payload = line[6:]
-                        if payload.startswith(b"[DONE]"):
-                            return
-                        event = orjson.loads(payload)
-                        if isinstance(event, dict) and "error" in event:
-                            raise _event_error(event["error"])
-                        yield event
+                async for event in _sse(resp.content.iter_any()):
+                    yield event
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise RunnerConnectionLost(str(e)) from e
 
 
-_MAX_HEADERS = 64 << 10
+async def _sse(body: AsyncIterator[bytes]) -> AsyncGenerator[dict[str, Any], None]:
+    """The ``data:`` events of an SSE body, until ``[DONE]``. Whatever has arrived is split at once:
+    when tokens come faster than one wake-up per token, several events are handled per read."""
+    pending = b""
+    async for data in body:
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data: "):
+                continue  # blank separators and ":" keep-alive comments
+            payload = line[6:]
+            if payload.startswith(b"[DONE]"):
+                return
+            event = orjson.loads(payload)
+            if isinstance(event, dict) and "error" in event:
+                raise _event_error(event["error"])
+            yield event
 
 
 async def _unix_stream(socket_path: Path, path: str, body: bytes) -> AsyncGenerator[dict[str, Any], None]:
@@ -136,20 +138,8 @@ async def _unix_stream(socket_path: Path, path: str, body: bytes) -> AsyncGenera
         async with aclosing(_chunks(reader) if chunked else _plain(reader, length)) as body_parts:
             if status != 200:
                 raise _http_error(status, b"".join([part async for part in body_parts]))
-            pending = b""
-            async for data in body_parts:
-                pending += data
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if not line.startswith(b"data: "):
-                        continue  # blank separators and ":" keep-alive comments
-                    payload = line[6:]
-                    if payload.startswith(b"[DONE]"):
-                        return
-                    event = orjson.loads(payload)
-                    if isinstance(event, dict) and "error" in event:
-                        raise _event_error(event["error"])
-                    yield event
+            async for event in _sse(body_parts):
+                yield event
     except (asyncio.IncompleteReadError, ConnectionError) as e:
         raise RunnerConnectionLost(str(e) or "connection closed by llama-server") from e
     finally:
