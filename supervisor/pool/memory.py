@@ -33,7 +33,7 @@ from typing import Any
 
 import gguf
 
-from ..runner.memlog import HOST, DeviceBytes, is_gpu
+from ..runner.memlog import HOST, DeviceBytes, MeasuredMemory, is_gpu
 from ..store.gguf_info import GGUFInfo
 
 CTX_PAD = 256  # llama.cpp pads n_ctx, n_ctx_seq and the SWA cache to this
@@ -511,3 +511,10 @@ def _f32(x: float) -> float:
     """``x`` rounded to float32, as llama.cpp's split arithmetic is."""
     result: float = struct.unpack("f", struct.pack("f", x))[0]
     return result
+
+
+def estimate_error(estimate: Estimate | None, measured: MeasuredMemory | None) -> float | None:
+    """(estimated - measured) / measured bytes, to four places; None until both are known."""
+    if estimate is None or measured is None or not measured.measured or not measured.total:
+        return None
+    return round((estimate.total - measured.total) / measured.total, 4)

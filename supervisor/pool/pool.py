@@ -55,7 +55,7 @@ from ..runner.command import RunnerConfig
 from ..runner.memlog import MeasuredMemory
 from ..runner.process import RunnerProcess
 from .hardware import Inventory
-from .memory import Estimate, ModelShape
+from .memory import Estimate, ModelShape, estimate_error
 from .placement import SMALLER_CTX, Limits, Placement, Resident, Want, describe_change, place
 
 log = structlog.get_logger("supervisor.pool")
@@ -312,7 +312,7 @@ class RunnerPool:
         inventory = await self._inventory() if self._inventory is not None else None
         current = self._entries.get(spec.model_key)
         entries = [e for e in self._residents(None) if e is not current]
-        placement = place(spec.want(), inventory, [self._resident(e) for e in entries], self._limits)
+        placement = place(spec.want(), inventory, [self._resident(e) for e in entries], self._limits_now(None))
         names = {str(id(e)): e.spec.name for e in entries}
         loaded = current is not None and current.spec == spec and current.ready
         return PlanView(placement, names, loaded, inventory)
@@ -375,8 +375,7 @@ class RunnerPool:
             if self._entries.get(entry.spec.model_key) is entry:
                 del self._entries[entry.spec.model_key]
             entry.retired = True
-            entry.stopped.set()
-            self._room_changed()
+            self._stopped(entry)
             return
         if entry.refs == 0:
             self._idle(entry)
@@ -427,8 +426,7 @@ class RunnerPool:
             inventory = await self._inventory() if self._inventory is not None else None
             residents = self._residents(entry)
             view = [self._resident(e) for e in residents]
-            limits = replace(self._limits, ctx_cap=ctx_cap, released=self._recently_released())
-            placement = place(entry.spec.want(), inventory, view, limits)
+            placement = place(entry.spec.want(), inventory, view, self._limits_now(ctx_cap))
             if placement.error is not None and not placement.wait:
                 raise InsufficientMemory(placement.error)
             crowded = len(residents) >= self._limits.max_loaded
@@ -446,15 +444,16 @@ class RunnerPool:
                 self._retire(victim, reason=f"{why}, making room for {name}")
             await asyncio.gather(*(e.stopped.wait() for e in residents if str(id(e)) in placement.evict))
 
-    def _recently_released(self) -> dict[str, int]:
-        """GPU bytes of runners stopped within ``RELEASE_GRACE`` seconds (drivers free memory late)."""
+    def _limits_now(self, ctx_cap: int | None) -> Limits:
+        """The planner's limits, with the GPU bytes of runners stopped within ``RELEASE_GRACE``
+        seconds counted as free (drivers report freed memory late)."""
         now = time.monotonic()
         self._released = [(t, usage) for t, usage in self._released if now - t < RELEASE_GRACE]
-        total: dict[str, int] = {}
+        released: dict[str, int] = {}
         for _, usage in self._released:
             for device, n in usage.items():
-                total[device] = total.get(device, 0) + n
-        return total
+                released[device] = released.get(device, 0) + n
+        return replace(self._limits, ctx_cap=ctx_cap, released=released)
 
     async def _load(self, entry: _Entry, previous: _Entry | None) -> None:
         if previous is not None:
@@ -514,12 +513,9 @@ class RunnerPool:
 
     def _loaded(self, entry: _Entry, placement: Placement) -> None:
         measured, estimate = entry.measured, placement.estimate
-        error = None
-        if measured is not None and measured.measured and estimate is not None and measured.total:
-            error = round((estimate.total - measured.total) / measured.total, 4)
         log.info("model loaded", model=entry.spec.name, reason=entry.reason,
                  measured=measured.total if measured else None, estimated=estimate.total if estimate else None,
-                 estimate_error=error)  # fmt: skip
+                 estimate_error=estimate_error(estimate, measured))  # fmt: skip
         self._record(entry.spec.name, "load", entry.reason)
         self._last_unload.pop(entry.spec.model_key, None)
 
@@ -527,25 +523,20 @@ class RunnerPool:
         """Until the process ends: notice an unexpected exit at once, and a runner that stops answering."""
         misses = 0
         while await process.wait_exit(self._health_interval) is None:
-            if self._health_interval is None:
-                continue
             misses = 0 if await process.health(self._health_timeout) else misses + 1
             if misses >= 2 and not process.stopping:
-                reason = f"runner stopped answering /health (pid {process.pid})"
                 log.error("runner hung, replacing it", model=entry.spec.name, pid=process.pid)
-                self._gone(entry, reason)
-                await process.stop(grace=0)
-                entry.stopped.set()
-                self._room_changed()
+                reason, grace = f"runner stopped answering /health (pid {process.pid})", 0.0
+                break
+        else:
+            if process.stopping:
                 return
-        if process.stopping:
-            return
-        detail = await process.exit_detail()
-        log.error("runner exited unexpectedly", model=entry.spec.name, detail=detail)
-        self._gone(entry, f"runner exited unexpectedly ({detail.split(':', 1)[0]})")
-        await process.stop()  # reap and clear the process group
-        entry.stopped.set()
-        self._room_changed()
+            detail = await process.exit_detail()
+            log.error("runner exited unexpectedly", model=entry.spec.name, detail=detail)
+            reason, grace = f"runner exited unexpectedly ({detail.split(':', 1)[0]})", None
+        self._gone(entry, reason)
+        await process.stop(grace=grace)  # kill a hung runner at once; reap and clear the process group
+        self._stopped(entry)
 
     def _gone(self, entry: _Entry, reason: str) -> None:
         """A runner that left without being asked: out of service now; the next request loads anew."""
@@ -567,11 +558,16 @@ class RunnerPool:
             if entry.process is not None:
                 await entry.process.stop()
         finally:
-            gpu = {device: n for device, n in entry.usage().items() if device != "CPU"}
-            if gpu:
-                self._released.append((time.monotonic(), gpu))
-            entry.stopped.set()
-            self._room_changed()
+            self._stopped(entry)
+
+    def _stopped(self, entry: _Entry) -> None:
+        """The entry's process is gone (or never started): its GPU memory is being released, and
+        loads waiting for room look again."""
+        gpu = {device: n for device, n in entry.usage().items() if device != "CPU"}
+        if gpu:
+            self._released.append((time.monotonic(), gpu))
+        entry.stopped.set()
+        self._room_changed()
 
 
 def _detail(error: RunnerStartError) -> str:

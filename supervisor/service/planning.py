@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import BadRequest
 from ..pool.hardware import Inventory
-from ..pool.memory import Estimate
+from ..pool.memory import Estimate, estimate_error
 from ..pool.placement import Limits, suggest
 from ..pool.pool import LoadedRunner, RunnerPool
 from ..protocol import ollama as wire
@@ -55,16 +55,13 @@ def device_rows(
 def memory_report(loaded: LoadedRunner) -> dict[str, Any]:
     """The extra ``/api/ps`` fields of one runner: per-device bytes, layers, the estimate's error, why."""
     estimate, measured = loaded.estimate, loaded.measured
-    error = None
-    if estimate is not None and measured is not None and measured.measured and measured.total:
-        error = round((estimate.total - measured.total) / measured.total, 4)
     layers = measured.offloaded if measured is not None and measured.offloaded else None
     return {
         "devices": device_rows(estimate, measured),
         "gpu_layers": layers[0] if layers else (estimate.gpu_layers if estimate else None),
         "total_layers": layers[1] if layers else (estimate.total_layers if estimate else None),
         "parallel": loaded.config.parallel,
-        "estimate_error": error,
+        "estimate_error": estimate_error(estimate, measured),
         "load_reason": loaded.reason,
     }
 
