@@ -3,20 +3,20 @@
 Closing a stream early (the generator is closed or cancelled) closes the connection, which is how
 llama-server learns that the client went away and stops generating (reference/llama-server.md §0.8).
 
-Streams are the hot path (one event per generated token), so when the runner listens on a Unix
-socket they are read over a plain asyncio connection with a small HTTP/1.1 reader (status line,
-headers, chunked or length-delimited body) instead of aiohttp's client: one buffered read yields
-every complete event in it, and the per-token cost is a fraction of the general client's.
+Streams are the hot path (one event per generated token), so they are read over a plain asyncio
+connection to the runner's Unix socket with a small HTTP/1.1 reader (status line, headers, chunked
+or length-delimited body) instead of aiohttp's client: one buffered read yields every complete
+event in it, at a fraction of the general client's cost per token. Each stream has its own
+connection, closed when the stream ends (llama-server closes streamed connections anyway).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
-
 import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -24,9 +24,6 @@ import orjson
 from ..errors import ContextOverflow, RunnerHTTPError
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
-# llama-server closes the connection after a streamed response although it advertises keep-alive, so
-# a pooled connection would fail on its next request; streams therefore never return to the pool.
-_STREAM_HEADERS = {"Content-Type": "application/json", "Connection": "close"}
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
 
 
@@ -62,9 +59,10 @@ def _event_error(err: Any) -> RunnerHTTPError:
 
 
 class RunnerClient:
-    """Talks to one llama-server at ``base_url`` over a shared session."""
+    """Talks to one llama-server: JSON calls at ``base_url`` over a shared session, streams on
+    ``socket_path``."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, socket_path: Path | None = None) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, socket_path: Path) -> None:
         self.session = session
         self.base_url = base_url
         self.socket_path = socket_path
@@ -81,22 +79,9 @@ class RunnerClient:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise RunnerConnectionLost(str(e)) from e
 
-    async def stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        """Yield each ``data:`` event of an SSE response; stops at ``[DONE]`` or the end of the body."""
-        if self.socket_path is not None:
-            async for event in _unix_stream(self.socket_path, path, orjson.dumps(body)):
-                yield event
-            return
-        try:
-            async with self.session.post(
-                self.base_url + path, data=orjson.dumps(body), headers=_STREAM_HEADERS, timeout=_NO_TIMEOUT
-            ) as resp:
-                if resp.status != 200:
-                    raise _http_error(resp.status, await resp.read())
-                async for event in _sse(resp.content.iter_any()):
-                    yield event
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise RunnerConnectionLost(str(e)) from e
+    def stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """Each ``data:`` event of an SSE response; stops at ``[DONE]`` or the end of the body."""
+        return _unix_stream(self.socket_path, path, orjson.dumps(body))
 
 
 async def _sse(body: AsyncIterator[bytes]) -> AsyncGenerator[dict[str, Any], None]:
