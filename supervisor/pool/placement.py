@@ -168,12 +168,6 @@ def eviction_order(residents: Sequence[Resident]) -> list[str]:
     return [r.key for r in idle]
 
 
-def eviction_victim(residents: Sequence[Resident]) -> str | None:
-    """The first runner to unload, or ``None`` when every runner is busy or loading (wait)."""
-    order = eviction_order(residents)
-    return order[0] if order else None
-
-
 # -- fitting --------------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.pool.placement import Resident, eviction_victim, max_loaded_models
+from supervisor.pool.placement import Resident, eviction_order, max_loaded_models
 
 
 def r(key: str, refs: int = 0, ready: bool = True, keep_alive: float | None = 300.0, idle_since: float = 0.0) -> Resident:
@@ -24,7 +24,7 @@ def r(key: str, refs: int = 0, ready: bool = True, keep_alive: float | None = 30
 )
 def test_eviction_order(residents: list[Resident], victim: str | None) -> None:
     """Idle, ready runners only; shortest keep-alive, then longest idle; None when all are busy."""
-    assert eviction_victim(residents) == victim
+    assert (eviction_order(residents) or [None])[0] == victim
 
 
 def test_max_loaded_default() -> None:
