@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from .api.errors import error_middleware
-from .api.keys import BUILD, CATALOG, INFERENCE, INVENTORY, PLAN, POOL, SETTINGS
+from .api.keys import BUILD, CATALOG, INFERENCE, PLAN, POOL, SETTINGS
 from .api.ollama_routes import add_routes
 from .pool.hardware import Inventory, probe_inventory, refresh
 from .pool.inventory_file import inventory_from_file
@@ -92,7 +92,6 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         log.info("hardware inventory", source=inventory.source, gpus=[g.id for g in inventory.gpus])
     else:
         inventory = await asyncio.to_thread(probe_inventory, binary)
-    app[INVENTORY] = inventory
     limits = Limits(
         max_loaded=max_loaded_models(settings.max_loaded_models, len(inventory.gpus)),
         gpu_overhead=settings.gpu_overhead,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..modelfile.build import BuildContext
-from ..pool.hardware import Inventory
 from ..pool.pool import RunnerPool
 from ..service.catalog import CatalogService
 from ..service.inference import InferenceService
@@ -17,5 +16,4 @@ POOL = web.AppKey("pool", RunnerPool)
 INFERENCE = web.AppKey("inference", InferenceService)
 CATALOG = web.AppKey("catalog", CatalogService)
 BUILD = web.AppKey("build", BuildContext)
-INVENTORY = web.AppKey("inventory", Inventory)
 PLAN = web.AppKey("plan", PlanService)

@@ -256,12 +256,8 @@ def _estimate(want: Want, config: RunnerConfig, gpus: tuple[str, ...], split: di
     )
 
 
-def _fits(estimate: Estimate, room: Mapping[str, int]) -> bool:
-    return all(b.total <= room.get(device, 0) for device, b in estimate.devices.items())
-
-
-def _gpu_fits(estimate: Estimate, room: Mapping[str, int]) -> bool:
-    return all(b.total <= room.get(device, 0) for device, b in estimate.devices.items() if device != HOST)
+def _fits(estimate: Estimate, room: Mapping[str, int], *, gpus_only: bool = False) -> bool:
+    return all(b.total <= room.get(d, 0) for d, b in estimate.devices.items() if not (gpus_only and d == HOST))
 
 
 def _split_config(config: RunnerConfig, inventory: Inventory, split: dict[str, float], ngl: int) -> RunnerConfig:
@@ -290,15 +286,15 @@ def _layout(want: Want, config: RunnerConfig, inventory: Inventory, room: Mappin
         for gpu_id in sorted(ids, key=lambda i: -room.get(i, 0)):
             single = {gpu_id: 1.0}
             estimate = _estimate(want, full, ids, single)
-            if _gpu_fits(estimate, room):
+            if _fits(estimate, room, gpus_only=True):
                 return _split_config(config, inventory, single, n_layers), estimate
     estimate = _estimate(want, full, ids, spread_split)
-    if _gpu_fits(estimate, room):
+    if _fits(estimate, room, gpus_only=True):
         return _split_config(config, inventory, spread_split, n_layers), estimate
     lo, hi = 0, n_layers - 1  # the most layers whose GPU part fits (binary search; 0 always "fits")
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _gpu_fits(_estimate(want, replace(config, gpu_layers=mid), ids, spread_split), room):
+        if _fits(_estimate(want, replace(config, gpu_layers=mid), ids, spread_split), room, gpus_only=True):
             lo = mid
         else:
             hi = mid - 1
@@ -316,7 +312,6 @@ def context_candidates(want: Want, cap: int | None) -> list[int]:
 def place(want: Want, inventory: Inventory | None, residents: Sequence[Resident], limits: Limits) -> Placement:
     """Where the runner goes, which idle runners are unloaded first, or why it cannot load."""
     order = eviction_order(residents)
-    by_key = {r.key: r for r in residents}
     busy = [r for r in residents if r.key not in order]
     notes: list[str] = []
     last: Placement | None = None
@@ -353,7 +348,7 @@ def _try(
 ) -> Placement:
     if want.shape is None or inventory is None:
         return Placement(config, None, {}, evict=evict, notes=notes)
-    room = available(inventory, residents, staying, limits.gpu_overhead, {k: v for k, v in limits.released.items() if k != HOST})
+    room = available(inventory, residents, staying, limits.gpu_overhead, limits.released)
     launched, estimate = _layout(want, config, inventory, room, limits.spread)
     layer_note: tuple[str, ...] = ()
     if inventory.gpus:
