@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from ..errors import LlamasupError
 from ..protocol.ollama import dumps
+from ..service.relay import RELAY
 
 log = structlog.get_logger("supervisor.api")
 Chunk = dict[str, Any]
@@ -35,6 +37,7 @@ async def respond(
             return web.Response(body=dumps(collect(collected)), content_type="application/json", charset="utf-8")
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
+        relay = RELAY.set(_NdjsonRelay.of(request, response))
         try:
             await response.write(dumps(first) + b"\n")
             async for chunk in chunks:
@@ -46,7 +49,34 @@ async def respond(
         except Exception as e:  # a bug must not cut the stream without a word: say it, log it
             log.exception("stream failed", path=request.path)
             await response.write(dumps({"error": f"internal error: {e}"}) + b"\n")
+        finally:
+            RELAY.reset(relay)
         await response.write_eof()
         return response
     finally:
         await chunks.aclose()  # on disconnect or cancellation this closes the runner stream too
+
+
+class _NdjsonRelay:
+    """Token chunks written to the client's transport as they come (``service.relay``): the same
+    bytes ``response.write`` would send, framed as HTTP chunks."""
+
+    def __init__(self, request: web.Request, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.protocol = request.protocol
+        self.drain = request.writer.drain
+
+    @classmethod
+    def of(cls, request: web.Request, response: web.StreamResponse) -> _NdjsonRelay | None:
+        """A relay when the body is plain chunked HTTP/1.1 (no compression), else None."""
+        chunked = response.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        if not chunked or response.compression or request.transport is None:
+            return None
+        return cls(request, request.transport)
+
+    def send(self, chunk: Chunk) -> bool:
+        if self.transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        data = dumps(chunk) + b"\n"
+        self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        return self.protocol.writing_paused

@@ -1,20 +1,21 @@
 """HTTP calls to one llama-server: JSON requests and server-sent-event streams.
 
-Closing a stream early (the generator is closed or cancelled) closes the connection, which is how
+Closing a stream early (``aclose``, or cancellation) closes the connection, which is how
 llama-server learns that the client went away and stops generating (reference/llama-server.md §0.8).
 
-Streams are the hot path (one event per generated token), so they are read over a plain asyncio
-connection to the runner's Unix socket with a small HTTP/1.1 reader (status line, headers, chunked
-or length-delimited body) instead of aiohttp's client: one buffered read yields every complete
-event in it, at a fraction of the general client's cost per token. Each stream has its own
-connection, closed when the stream ends (llama-server closes streamed connections anyway).
+Streams are the hot path (one event per generated token), so they are read by an asyncio protocol
+on a plain connection to the runner's Unix socket with a small HTTP/1.1 reader (status line,
+headers, chunked or length-delimited body) instead of aiohttp's client: each read is parsed in the
+read callback, and a diverted stream (``EventStream.divert``) hands its events on right there. Each
+stream has its own connection, closed when the stream ends (llama-server closes streamed
+connections anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+import collections
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,56 +80,226 @@ class RunnerClient:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise RunnerConnectionLost(str(e)) from e
 
-    def stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+    def stream(self, path: str, body: dict[str, Any]) -> EventStream:
         """Each ``data:`` event of an SSE response; stops at ``[DONE]`` or the end of the body."""
-        return _unix_stream(self.socket_path, path, orjson.dumps(body))
+        return EventStream(self.socket_path, path, orjson.dumps(body))
 
 
-async def _sse(body: AsyncIterator[bytes]) -> AsyncGenerator[dict[str, Any], None]:
-    """The ``data:`` events of an SSE body, until ``[DONE]``. Whatever has arrived is split at once:
-    when tokens come faster than one wake-up per token, several events are handled per read."""
-    pending = b""
-    async for data in body:
-        pending += data
-        *lines, pending = pending.split(b"\n")
+class _EventProtocol(asyncio.Protocol):
+    """Reads one streamed response as it arrives: status line and headers, a chunked or
+    length-delimited (or close-delimited) body, and the body's SSE ``data:`` events.
+
+    Events are queued for ``EventStream.__anext__``, or, once a sink is set, handed to it right here
+    in the read callback. Whatever ends the stream (``[DONE]``, the end of the body, an error event,
+    a broken connection, an exception from the sink) is recorded and wakes the reader.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.events: collections.deque[dict[str, Any]] = collections.deque()
+        self.sink: Callable[[dict[str, Any]], bool] | None = None
+        self.congested = False  # the sink asked for a pause: reading stops until it has drained
+        self.ended = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self._raw = b""  # bytes not yet parsed as head or body framing
+        self._status = 0  # 0 until the head has arrived
+        self._chunked = False
+        self._left: int | None = None  # Content-Length not yet received (None: until the close)
+        self._lines = b""  # a partial SSE line
+        self._error_body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        except Exception as e:  # a bad response or a failing sink: the stream is over
+            self.fail(e)
+        self._wake()
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost decides whether the body was complete
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ended and self._status and not self._chunked and self._left is None:
+            try:
+                self._body_done()  # a close-delimited body ends with the connection
+            except Exception as e:
+                self.fail(e)
+        if not self.ended:
+            self.fail(RunnerConnectionLost(str(exc) if exc else "connection closed by llama-server"))
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:  # the first failure is the one reported
+            self.ended, self.error = True, error
+        if self.transport is not None:
+            self.transport.close()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _received(self, data: bytes) -> None:
+        if self.ended:
+            return
+        raw = self._raw + data
+        if not self._status:
+            end = raw.find(b"\r\n\r\n")
+            if end < 0:
+                if len(raw) > _HEAD_LIMIT:
+                    raise RunnerConnectionLost("response headers too long")
+                self._raw = raw
+                return
+            self._status, self._chunked, self._left = _parse_head(raw[: end + 4])
+            raw = raw[end + 4 :]
+        if not self._chunked:
+            self._raw = b""
+            if self._left is not None:
+                raw = raw[: self._left]
+                self._left -= len(raw)
+            self._body(raw)
+            if self._left == 0:
+                self._body_done()
+            return
+        parts: list[bytes] = []
+        while not self.ended:
+            end = raw.find(b"\r\n")
+            if end < 0:
+                break
+            size = int(raw[:end].split(b";", 1)[0], 16)
+            if size == 0:
+                self._body(b"".join(parts))
+                self._body_done()
+                return
+            if len(raw) < end + 4 + size:
+                break
+            parts.append(raw[end + 2 : end + 2 + size])
+            raw = raw[end + 4 + size :]
+        self._raw = raw
+        if parts:
+            self._body(b"".join(parts))
+
+    def _body(self, data: bytes) -> None:
+        if self._status != 200:
+            self._error_body.append(data)
+            return
+        *lines, self._lines = (self._lines + data).split(b"\n")
         for line in lines:
             if not line.startswith(b"data: "):
                 continue  # blank separators and ":" keep-alive comments
             payload = line[6:]
             if payload.startswith(b"[DONE]"):
+                self.ended = True
                 return
             event = orjson.loads(payload)
             if isinstance(event, dict) and "error" in event:
                 raise _event_error(event["error"])
-            yield event
+            if self.sink is None:
+                self.events.append(event)
+            else:
+                self.deliver(self.sink, event)
+
+    def deliver(self, sink: Callable[[dict[str, Any]], bool], event: dict[str, Any]) -> None:
+        if sink(event) and not self.congested:
+            self.congested = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def _body_done(self) -> None:
+        if self._status != 200:
+            raise _http_error(self._status, b"".join(self._error_body))
+        self.ended = True
 
 
-async def _unix_stream(socket_path: Path, path: str, body: bytes) -> AsyncGenerator[dict[str, Any], None]:
-    """``RunnerClient.stream`` over a plain connection to the runner's Unix socket."""
-    try:
-        reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=1 << 20)
-    except OSError as e:
-        raise RunnerConnectionLost(str(e)) from e
-    try:
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: llama-server\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(head.encode() + body)
+class EventStream:
+    """The ``data:`` events of one streamed runner response, over its own connection to the
+    runner's Unix socket. Iterate it (``async for``), and close it (``aclose``) when done early:
+    closing the connection is what stops llama-server generating.
+
+    ``divert(sink, drain)`` switches to push delivery: from then on every event goes to ``sink``
+    as soon as it is read, in the connection's read callback, and iteration only waits for the
+    end (or raises its error). No task wakes up per event, which is what a relayed token stream
+    costs most. ``sink`` returns True when its own output is congested; reading then pauses until
+    ``drain()`` has returned.
+    """
+
+    def __init__(self, socket_path: Path, path: str, body: bytes) -> None:
+        self._socket_path, self._request = socket_path, _request_bytes(path, body)
+        self._protocol: _EventProtocol | None = None
+        self._drain: Callable[[], Awaitable[None]] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        protocol = self._protocol or await self._open()
+        while True:
+            if protocol.events:
+                return protocol.events.popleft()
+            if protocol.error is not None:
+                error, protocol.error = protocol.error, None
+                await self.aclose()
+                raise error
+            if protocol.ended or self._closed:
+                await self.aclose()
+                raise StopAsyncIteration
+            if protocol.congested and self._drain is not None:
+                await self._drain()
+                protocol.congested = False
+                assert protocol.transport is not None
+                protocol.transport.resume_reading()
+                continue
+            protocol.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await protocol.waiter
+            finally:
+                protocol.waiter = None
+
+    def divert(self, sink: Callable[[dict[str, Any]], bool], drain: Callable[[], Awaitable[None]]) -> None:
+        """Hand the events still to come to ``sink`` (those already read first)."""
+        assert self._protocol is not None, "divert after the first event"
+        protocol = self._protocol
+        self._drain, protocol.sink = drain, sink
         try:
-            raw_head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError as e:
-            raise RunnerConnectionLost("response headers too long") from e
-        status, chunked, length = _parse_head(raw_head)
-        async with aclosing(_chunks(reader) if chunked else _plain(reader, length)) as body_parts:
-            if status != 200:
-                raise _http_error(status, b"".join([part async for part in body_parts]))
-            async for event in _sse(body_parts):
-                yield event
-    except (asyncio.IncompleteReadError, ConnectionError) as e:
-        raise RunnerConnectionLost(str(e) or "connection closed by llama-server") from e
-    finally:
-        writer.close()
+            while protocol.events:
+                protocol.deliver(sink, protocol.events.popleft())
+        except Exception as e:  # as if it had failed in the read callback
+            protocol.events.clear()
+            protocol.fail(e)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+
+    async def _open(self) -> _EventProtocol:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, protocol = await loop.create_unix_connection(_EventProtocol, str(self._socket_path))
+        except OSError as e:
+            raise RunnerConnectionLost(str(e)) from e
+        self._protocol = protocol
+        if self._closed:  # closed while connecting
+            transport.close()
+        else:
+            transport.write(self._request)
+        return protocol
+
+
+_HEAD_LIMIT = 1 << 20
+
+
+def _request_bytes(path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: llama-server\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def _parse_head(raw: bytes) -> tuple[int, bool, int | None]:
@@ -146,43 +317,3 @@ def _parse_head(raw: bytes) -> tuple[int, bool, int | None]:
         elif key == "content-length" and value.strip().isdigit():
             length = int(value.strip())
     return int(parts[1]), chunked, length
-
-
-async def _chunks(reader: asyncio.StreamReader) -> AsyncGenerator[bytes, None]:
-    """The data of a chunked body, as it arrives (every complete chunk in the buffer at once)."""
-    buf = b""
-    while True:
-        data = await reader.read(1 << 16)
-        if not data:
-            raise asyncio.IncompleteReadError(buf, None)
-        buf += data
-        out: list[bytes] = []
-        while True:
-            end = buf.find(b"\r\n")
-            if end < 0:
-                break
-            size = int(buf[:end].split(b";", 1)[0], 16)
-            if size == 0:
-                if out:
-                    yield b"".join(out)
-                return
-            if len(buf) < end + 2 + size + 2:
-                break
-            out.append(buf[end + 2 : end + 2 + size])
-            buf = buf[end + 2 + size + 2 :]
-        if out:
-            yield b"".join(out)
-
-
-async def _plain(reader: asyncio.StreamReader, length: int | None) -> AsyncGenerator[bytes, None]:
-    """A body delimited by Content-Length (or by the end of the connection)."""
-    left = length
-    while left is None or left > 0:
-        data = await reader.read(1 << 16 if left is None else min(left, 1 << 16))
-        if not data:
-            if left:
-                raise asyncio.IncompleteReadError(b"", left)
-            return
-        if left is not None:
-            left -= len(data)
-        yield data

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from .output import OutputSplitter, Piece, completion_logprobs
+from .output import OutputSplitter, Piece, Shape, completion_logprobs
+from .relay import Handle
 
-Events = Callable[[str, dict[str, Any]], AsyncGenerator[dict[str, Any], None]]
+Chunk = dict[str, Any]
+Events = Callable[[str, dict[str, Any], Handle], AsyncGenerator[Chunk, None]]
 _CONSTRAINTS = ("json_schema", "grammar")
 
 
@@ -68,10 +69,11 @@ async def complete(
     outcome: Outcome,
     *,
     top_logprobs: int | None,
+    shape: Shape,
     closing_tag: str = "",
-) -> AsyncGenerator[tuple[Piece, list[dict[str, Any]]], None]:
-    """Stream ``prompt``; ``closing_tag`` (with a grammar in ``body``) asks for the two-pass run.
-    ``top_logprobs`` None: no log-probabilities requested."""
+) -> AsyncGenerator[Chunk, None]:
+    """Stream ``prompt`` as the chunks ``shape`` makes; ``closing_tag`` (with a grammar in ``body``)
+    asks for the two-pass run. ``top_logprobs`` None: no log-probabilities requested."""
     two_pass = bool(closing_tag) and any(k in body for k in _CONSTRAINTS)
     body = dict(body, stream=True, cache_prompt=True)
     first = dict(body, prompt=prompt.field())
@@ -79,35 +81,41 @@ async def complete(
         for key in _CONSTRAINTS:
             first.pop(key, None)
         first["stop"] = [*body.get("stop", ()), closing_tag]
-    async for item in _pass(events, first, splitter, outcome, top_logprobs):
-        yield item
+    async for chunk in events("/completion", first, _CompletionEvents(splitter, outcome, top_logprobs, shape)):
+        yield chunk
     if two_pass and outcome.stop_type == "word" and outcome.stopping_word == closing_tag:
         outcome.text.append(closing_tag)
         splitter.feed(closing_tag)  # ends the thinking; nothing to show
         second = dict(body, prompt=prompt.extended("".join(outcome.text)).field())
         if int(body.get("n_predict", -1)) > 0:
             second["n_predict"] = max(int(body["n_predict"]) - int(outcome.timings.get("predicted_n", 0)), 1)
-        async for item in _pass(events, second, splitter, outcome, top_logprobs):
-            yield item
+        async for chunk in events("/completion", second, _CompletionEvents(splitter, outcome, top_logprobs, shape)):
+            yield chunk
     tail = splitter.finish()
     if tail:
-        yield tail, []
+        yield shape(tail, [])
 
 
-async def _pass(
-    events: Events, body: dict[str, Any], splitter: OutputSplitter, outcome: Outcome, top: int | None
-) -> AsyncGenerator[tuple[Piece, list[dict[str, Any]]], None]:
-    async with aclosing(events("/completion", body)) as stream:
-        async for event in stream:
-            if event.get("stop"):
-                outcome.stop_type = event.get("stop_type")
-                outcome.stopping_word = event.get("stopping_word") or ""
-                outcome.add_timings(event.get("timings"))
-                return
-            text = event.get("content") or ""
-            logprobs = completion_logprobs(event, top) if top is not None else []
-            if text:
-                outcome.text.append(text)
-            piece = splitter.feed(text) if text else Piece()
-            if piece or logprobs:
-                yield piece, logprobs
+class _CompletionEvents:
+    """``/completion`` events → chunks (``handle`` for ``pump``): text through the splitter, the
+    stop event into ``outcome``, nothing after it."""
+
+    def __init__(self, splitter: OutputSplitter, outcome: Outcome, top: int | None, shape: Shape) -> None:
+        self.splitter, self.outcome, self.top, self.shape = splitter, outcome, top, shape
+        self.stopped = False
+
+    def __call__(self, event: dict[str, Any]) -> Chunk | None:
+        if self.stopped:
+            return None
+        if event.get("stop"):
+            self.stopped = True
+            self.outcome.stop_type = event.get("stop_type")
+            self.outcome.stopping_word = event.get("stopping_word") or ""
+            self.outcome.add_timings(event.get("timings"))
+            return None
+        text = event.get("content") or ""
+        logprobs = completion_logprobs(event, self.top) if self.top is not None else []
+        if text:
+            self.outcome.text.append(text)
+        piece = self.splitter.feed(text) if text else Piece()
+        return self.shape(piece, logprobs) if piece or logprobs else None

@@ -38,8 +38,8 @@ from ..templates.gotemplate import infer_thinking_tags
 from ..templates.prompt import render_suffix, tag_images
 from ..templates.thinking import ThinkingParser, prompt_opens_thinking
 from ..templates.tools import ToolCallParser, tool_call_tag
-from .completion import CompletionPrompt, Outcome, complete
-from .output import NativeToolCalls, OutputSplitter, Piece, chat_logprobs
+from .completion import CompletionPrompt, Events, Outcome, complete
+from .output import NativeChatEvents, OutputSplitter, Piece, Shape
 from .prompting import (
     GoRenderer,
     NativeRenderer,
@@ -49,6 +49,7 @@ from .prompting import (
     generate_messages,
     mark_images,
 )
+from .relay import Handle, pump
 from .resolve import ResolvedModel, go_template, resolve_model, runner_spec
 
 log = structlog.get_logger("supervisor.inference")
@@ -154,14 +155,15 @@ class InferenceService:
         return self._reply(model, chat=chat, done=False) | {"_debug_info": info}
 
     @staticmethod
-    def _events(runner: Runner) -> Callable[[str, dict[str, Any]], AsyncGenerator[dict[str, Any], None]]:
-        """The runner's event streams; a broken connection becomes ``RunnerCrashed`` with the cause."""
+    def _events(runner: Runner) -> Events:
+        """The runner's event streams made into chunks (``pump``); a broken connection becomes
+        ``RunnerCrashed`` with the cause."""
 
-        async def events(path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        async def events(path: str, body: dict[str, Any], handle: Handle) -> AsyncGenerator[Chunk, None]:
             try:
-                async with aclosing(runner.client.stream(path, body)) as stream:
-                    async for event in stream:
-                        yield event
+                async with aclosing(pump(runner.client.stream(path, body), handle)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
             except RunnerConnectionLost as e:
                 process = runner.process
                 if await process.wait_exit(timeout=2.0) is not None:
@@ -246,8 +248,9 @@ class InferenceService:
         plan: _Plan,
         req: GenerateRequest | ChatRequest,
         make_splitter: Callable[[str], tuple[OutputSplitter, str]],
+        shape: Shape,
         outcome: list[Outcome],
-    ) -> AsyncGenerator[tuple[Piece, list[dict[str, Any]]], None]:
+    ) -> AsyncGenerator[Chunk, None]:
         """``complete`` with the overflow retries; the last attempt's outcome is left in ``outcome``."""
         events = self._events(runner)
         for attempt in range(_ATTEMPTS):
@@ -257,11 +260,11 @@ class InferenceService:
             started = False
             try:
                 async with aclosing(
-                    complete(events, plan.body, rendered.prompt, splitter, result, top_logprobs=plan.top_logprobs, closing_tag=closing)  # fmt: skip
-                ) as pieces:
-                    async for item in pieces:
+                    complete(events, plan.body, rendered.prompt, splitter, result, top_logprobs=plan.top_logprobs, shape=shape, closing_tag=closing)  # fmt: skip
+                ) as chunks:
+                    async for chunk in chunks:
                         started = True
-                        yield item
+                        yield chunk
                 return
             except ContextOverflow as e:
                 if started or not req.truncate:
@@ -305,13 +308,16 @@ class InferenceService:
             def splitter(prompt: str) -> tuple[OutputSplitter, str]:
                 return self._splitter(tset, think, (), prompt)
 
-            async for piece, logprobs in self._completion(runner, rendered, plan, req, splitter, outcome):
+            def shape(piece: Piece, logprobs: list[dict[str, Any]]) -> Chunk:
                 chunk: Chunk = {"model": req.model, "created_at": wire.utc_now(), "response": piece.content}
                 if piece.thinking:
                     chunk["thinking"] = piece.thinking
                 chunk["done"] = False
                 if logprobs:
                     chunk["logprobs"] = logprobs
+                return chunk
+
+            async for chunk in self._completion(runner, rendered, plan, req, splitter, shape, outcome):
                 yield chunk
             result = outcome[0]
             last = self._final(req, result.stop_type)
@@ -412,8 +418,11 @@ class InferenceService:
         def splitter(prompt: str) -> tuple[OutputSplitter, str]:
             return self._splitter(tset, think, req.tools, prompt)
 
-        async for piece, logprobs in self._completion(runner, rendered, plan, req, splitter, outcome):
-            yield self._message_chunk(req, piece, logprobs)
+        def shape(piece: Piece, logprobs: list[dict[str, Any]]) -> Chunk:
+            return self._message_chunk(req, piece, logprobs)
+
+        async for chunk in self._completion(runner, rendered, plan, req, splitter, shape, outcome):
+            yield chunk
         last = self._final(req, outcome[0].stop_type)
         last["_timings"] = outcome[0].timings
         yield last
@@ -436,23 +445,13 @@ class InferenceService:
         top = plan.top_logprobs
         for attempt in range(_ATTEMPTS):
             body = dict(plan.body, stream=True) | chat_body(messages, req.tools, think)
-            calls = NativeToolCalls()
-            finish: str | None = None
-            timings: dict[str, Any] | None = None
+            reader = NativeChatEvents(top, lambda piece, logprobs: self._message_chunk(req, piece, logprobs))
             started = False
             try:
-                async with aclosing(events("/v1/chat/completions", body)) as stream:
-                    async for event in stream:
-                        timings = event.get("timings", timings)
-                        for choice in event.get("choices") or ():
-                            delta = choice.get("delta") or {}
-                            calls.add(delta.get("tool_calls") or [])
-                            piece = Piece(delta.get("reasoning_content") or "", delta.get("content") or "")
-                            logprobs = chat_logprobs(choice, top) if top is not None else []
-                            if piece or logprobs:
-                                started = True
-                                yield self._message_chunk(req, piece, logprobs)
-                            finish = choice.get("finish_reason") or finish
+                async with aclosing(events("/v1/chat/completions", body, reader)) as chunks:
+                    async for chunk in chunks:
+                        started = True
+                        yield chunk
             except ContextOverflow as e:
                 if started or not req.truncate or attempt == _ATTEMPTS - 1:
                     raise
@@ -461,11 +460,11 @@ class InferenceService:
                     raise PromptTooLong() from None
                 messages = fitted
                 continue
-            last = self._final(req, None, wire.done_reason_from_finish(finish))
-            tool_calls = calls.result()
+            last = self._final(req, None, wire.done_reason_from_finish(reader.finish))
+            tool_calls = reader.calls.result()
             if tool_calls:
                 last["message"]["tool_calls"] = tool_calls
-            last["_timings"] = timings
+            last["_timings"] = reader.timings
             yield last
             return
 

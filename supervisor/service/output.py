@@ -17,6 +17,7 @@ Token log-probabilities come in llama-server's two shapes and leave in Ollama's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,9 @@ class Piece:
         return bool(self.thinking or self.content or self.calls)
 
 
+Shape = Callable[[Piece, list[dict[str, Any]]], dict[str, Any]]  # a piece and its log-probabilities → a chunk
+
+
 class OutputSplitter:
     """Raw model text → thinking, content and tool calls, chunk by chunk (Ollama's order: thinking
     first, then tool calls in what is left)."""
@@ -69,6 +73,8 @@ class OutputSplitter:
         self.tools = tools
 
     def feed(self, text: str) -> Piece:
+        if self.thinking is None and self.tools is None:  # the common case, once per token
+            return Piece("", text)
         if self.thinking is None:
             thought, content = "", text
         else:
@@ -127,6 +133,31 @@ class NativeToolCalls:
             entry["function"] = {"index": index, "name": call["name"], "arguments": arguments}
             out.append(entry)
         return out
+
+
+class NativeChatEvents:
+    """``/v1/chat/completions`` events → chunks (``handle`` for ``pump``): reasoning and content
+    deltas shaped by ``shape``; tool-call deltas, the finish reason and the timings kept for the
+    final chunk. Only the first choice is read (Ollama has no ``n``)."""
+
+    def __init__(self, top: int | None, shape: Shape) -> None:
+        self.top, self.shape = top, shape
+        self.calls = NativeToolCalls()
+        self.finish: str | None = None
+        self.timings: dict[str, Any] | None = None
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        self.timings = event.get("timings", self.timings)
+        choices = event.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        self.calls.add(delta.get("tool_calls") or [])
+        self.finish = choice.get("finish_reason") or self.finish
+        piece = Piece(delta.get("reasoning_content") or "", delta.get("content") or "")
+        logprobs = chat_logprobs(choice, self.top) if self.top is not None else []
+        return self.shape(piece, logprobs) if piece or logprobs else None
 
 
 def collect(chunks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -27,14 +27,19 @@ def chunk(data: bytes) -> bytes:
 
 
 class OneShot:
-    def __init__(self, fragments: Sequence[bytes], close: bool = True) -> None:
-        self.fragments, self.close = fragments, close
+    """``hold``: the fragments from that index on are written once ``go`` is set."""
+
+    def __init__(self, fragments: Sequence[bytes], close: bool = True, hold: int | None = None) -> None:
+        self.fragments, self.close, self.hold = fragments, close, hold
         self.request = b""
         self.client_closed = asyncio.Event()
+        self.go = asyncio.Event()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.request = await reader.readuntil(b"\r\n\r\n")
-        for fragment in self.fragments:
+        for i, fragment in enumerate(self.fragments):
+            if i == self.hold:
+                await self.go.wait()
             writer.write(fragment)
             await writer.drain()
         if self.close:
@@ -105,3 +110,112 @@ async def test_closing_the_stream_closes_the_connection(tmp_path: Path) -> None:
         assert await anext(stream) == {"content": "a"}
         await stream.aclose()
         await asyncio.wait_for(server.client_closed.wait(), 10)
+
+
+def events_body(n: int) -> bytes:
+    return b"".join(b'data: {"content":"%d"}\n\n' % i for i in range(n)) + b"data: [DONE]\n\n"
+
+
+async def test_a_diverted_stream_hands_events_to_the_sink_and_iteration_only_ends(tmp_path: Path) -> None:
+    """After ``divert`` the events go to the sink as they are read; ``async for`` sees none of them."""
+    body = events_body(50)
+    fragments = [OK_CHUNKED + chunk(b'data: {"content":"first"}\n\n'), *(chunk(body[i : i + 40]) for i in range(0, len(body), 40)), b"0\r\n\r\n"]  # fmt: skip
+    async with client_for(tmp_path, OneShot(fragments)) as client:
+        stream = client.stream("/completion", {})
+        assert await anext(stream) == {"content": "first"}
+        sunk: list[dict[str, Any]] = []
+
+        async def drain() -> None:
+            raise AssertionError("never congested")
+
+        stream.divert(lambda event: sunk.append(event) is not None, drain)
+        assert [event async for event in stream] == []
+    assert sunk == [{"content": str(i)} for i in range(50)]
+
+
+async def test_events_read_before_divert_go_to_the_sink_first(tmp_path: Path) -> None:
+    body = b'data: {"content":"a"}\n\ndata: {"content":"b"}\n\ndata: {"content":"c"}\n\n'
+    server = OneShot([OK_CHUNKED + chunk(body)], close=False)
+    async with client_for(tmp_path, server) as client:
+        stream = client.stream("/completion", {})
+        assert await anext(stream) == {"content": "a"}  # b and c came in the same read
+        sunk: list[dict[str, Any]] = []
+
+        async def drain() -> None:
+            return None
+
+        stream.divert(lambda event: sunk.append(event) is not None, drain)
+        assert sunk == [{"content": "b"}, {"content": "c"}]
+        await stream.aclose()
+
+
+async def test_a_congested_sink_pauses_reading_until_drained(tmp_path: Path) -> None:
+    """The sink says its client is congested: the runner connection stops being read until
+    ``drain`` returns, then every event still arrives, in order."""
+    body = events_body(200)
+    fragments = [OK_CHUNKED + chunk(b'data: {"content":"first"}\n\n'), chunk(body[:100]), chunk(body[100:]), b"0\r\n\r\n"]
+    server = OneShot(fragments, hold=2)  # the rest only once reading was seen paused
+    async with client_for(tmp_path, server) as client:
+        stream = client.stream("/completion", {})
+        assert await anext(stream) == {"content": "first"}
+        sunk: list[dict[str, Any]] = []
+        drained = asyncio.Event()
+        reading: list[bool] = []
+
+        async def drain() -> None:
+            reading.append(stream._protocol.transport.is_reading())  # type: ignore[union-attr]  # noqa: SLF001
+            server.go.set()
+            await drained.wait()
+
+        stream.divert(lambda event: sunk.append(event) is None and len(sunk) == 3, drain)
+        ending = asyncio.ensure_future(stream.__anext__())
+        await server.go.wait()
+        assert reading == [False] and len(sunk) < 200  # paused while the sink's side drains
+        drained.set()
+        with pytest.raises(StopAsyncIteration):
+            await ending
+    assert sunk == [{"content": str(i)} for i in range(200)]
+
+
+async def test_a_failing_sink_ends_the_stream_with_its_error_and_closes_the_connection(tmp_path: Path) -> None:
+    """A client gone mid-stream (its write fails in the sink) must stop the runner: the runner
+    connection is closed and the error reaches whoever iterates the stream."""
+    body = b'data: {"content":"a"}\n\n'
+    server = OneShot([OK_CHUNKED + chunk(body), chunk(b'data: {"content":"b"}\n\n')], close=False)
+    async with client_for(tmp_path, server) as client:
+        stream = client.stream("/completion", {})
+        assert await anext(stream) == {"content": "a"}
+
+        def sink(event: dict[str, Any]) -> bool:
+            raise ConnectionResetError("the client closed the connection")
+
+        async def drain() -> None:
+            return None
+
+        stream.divert(sink, drain)
+        with pytest.raises(ConnectionResetError):
+            await anext(stream)
+        await asyncio.wait_for(server.client_closed.wait(), 10)
+
+
+async def test_an_error_event_after_divert_is_raised_to_the_iterator(tmp_path: Path) -> None:
+    body = b'data: {"content":"b"}\n\ndata: {"error":{"code":500,"message":"boom"}}\n\n'
+    server = OneShot([OK_CHUNKED + chunk(b'data: {"content":"a"}\n\n'), chunk(body), b"0\r\n\r\n"])
+    async with client_for(tmp_path, server) as client:
+        stream = client.stream("/completion", {})
+        assert await anext(stream) == {"content": "a"}
+        sunk: list[dict[str, Any]] = []
+
+        async def drain() -> None:
+            return None
+
+        stream.divert(lambda event: sunk.append(event) is not None, drain)
+        with pytest.raises(RunnerHTTPError, match="boom"):
+            await anext(stream)
+    assert sunk == [{"content": "b"}]
+
+
+async def test_a_close_delimited_body_ends_with_the_connection(tmp_path: Path) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+    async with client_for(tmp_path, OneShot([head, b'data: {"content":"a"}\n\n', b'data: {"content":"b"}\n\n'])) as client:
+        assert await collect(client) == [{"content": "a"}, {"content": "b"}]
