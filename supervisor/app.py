@@ -21,7 +21,8 @@ import structlog
 from aiohttp import web
 
 from .api.errors import error_middleware
-from .api.keys import BUILD, CATALOG, INFERENCE, PLAN, POOL, SETTINGS
+from .api.keys import BUILD, CATALOG, EMBED, INFERENCE, PLAN, POOL, SETTINGS
+from .api import openai_routes
 from .api.ollama_routes import add_routes
 from .pool.hardware import Inventory, probe_inventory, refresh
 from .pool.inventory_file import inventory_from_file
@@ -33,6 +34,7 @@ from .runner.process import RunnerProcess
 from .runner.strays import owner_token, stop_strays
 from .modelfile.build import BuildContext
 from .service.catalog import CatalogService
+from .service.embedding import EmbedService
 from .service.inference import InferenceService
 from .service.planning import PlanService
 from .settings import Settings
@@ -117,6 +119,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     default_ctx = default_num_ctx(settings, inventory)
     app[INFERENCE] = InferenceService(settings, index, pool, media_marker=marker, default_ctx=default_ctx)
+    app[EMBED] = EmbedService(settings, index, pool, default_ctx=default_ctx)
     app[PLAN] = PlanService(
         settings, index, pool, inventory, repack=app[INFERENCE].repack, default_ctx=default_ctx,
         limits=limits,
@@ -134,5 +137,6 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1 << 30)
     app[SETTINGS] = settings
     add_routes(app)
+    openai_routes.add_routes(app)
     app.cleanup_ctx.append(_lifetime)
     return app

@@ -16,7 +16,7 @@ _ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON with Go's escapes; other non-ASCII stays raw UTF-8."""
-    data = orjson.dumps(obj)
+    data = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)  # float32 arrays print as Go's []float32
     for raw, escaped in _ESCAPES:
         if raw in data:
             data = data.replace(raw, escaped)

@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP responses, in the shape of the route (Ollama here)."""
+"""The one place where errors become HTTP responses, in the shape of the route: OpenAI's under
+``/v1/`` and ``/v2/`` (reference/ollama-api.md §14), Ollama's elsewhere."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from aiohttp import web
 
 from ..errors import LlamasupError
 from ..protocol.ollama import dumps
+from ..protocol.openai import error_body as openai_error_body
 
 log = structlog.get_logger("supervisor.api")
+_OPENAI_PREFIXES = ("/v1/", "/v2/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -26,6 +29,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except LlamasupError as e:
         if e.status >= 500:
             log.error("request failed", path=request.path, status=e.status, error=e.message)
+        if request.path.startswith(_OPENAI_PREFIXES):
+            return web.Response(status=e.status, body=dumps(openai_error_body(e.message, e.status)), content_type="application/json", charset="utf-8")  # fmt: skip
         return ollama_error(e.message, e.status)
     except web.HTTPMethodNotAllowed:
         return web.Response(status=405, text="405 method not allowed")

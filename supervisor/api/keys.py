@@ -7,6 +7,7 @@ from aiohttp import web
 from ..modelfile.build import BuildContext
 from ..pool.pool import RunnerPool
 from ..service.catalog import CatalogService
+from ..service.embedding import EmbedService
 from ..service.inference import InferenceService
 from ..service.planning import PlanService
 from ..settings import Settings
@@ -14,6 +15,7 @@ from ..settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", RunnerPool)
 INFERENCE = web.AppKey("inference", InferenceService)
+EMBED = web.AppKey("embed", EmbedService)
 CATALOG = web.AppKey("catalog", CatalogService)
 BUILD = web.AppKey("build", BuildContext)
 PLAN = web.AppKey("plan", PlanService)

@@ -6,14 +6,15 @@ import asyncio
 
 from aiohttp import web
 
-from ..errors import NotFound
+from ..errors import BadRequest, NotFound
 from ..modelfile.build import create_model
 from ..protocol import ollama as wire
 from ..protocol.create import parse_create_request
+from ..protocol.embed import EmbedRequest, RerankRequest, embed_reply, legacy_reply, rerank_reply
 from ..protocol.ollama_requests import ChatRequest, GenerateRequest
 from ..service.output import collect
 from ..service.planning import PlanRequest
-from .keys import BUILD, CATALOG, INFERENCE, PLAN
+from .keys import BUILD, CATALOG, EMBED, INFERENCE, PLAN
 from .streaming import respond
 
 OLLAMA_VERSION = "0.33.0"  # the Ollama release whose API llamasup speaks; clients compare it
@@ -54,6 +55,25 @@ async def generate(request: web.Request) -> web.StreamResponse:
 async def chat(request: web.Request) -> web.StreamResponse:
     req = ChatRequest.from_json(wire.decode_body(await request.read()))
     return await respond(request, request.app[INFERENCE].chat(req), stream=req.stream, collect=collect)
+
+
+async def embed(request: web.Request) -> web.Response:
+    req = EmbedRequest.from_json(wire.decode_body(await request.read()))
+    return _json(embed_reply(req.model, await request.app[EMBED].embed(req)))
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """The legacy route: one ``prompt``, one ``embedding``."""
+    req = EmbedRequest.legacy(wire.decode_body(await request.read()))
+    if not req.model:
+        raise BadRequest("model is required")
+    return _json(legacy_reply(await request.app[EMBED].embed(req)))
+
+
+async def rerank(request: web.Request) -> web.Response:
+    """llamasup's own (Ollama #3368): documents sorted by relevance to a query."""
+    req = RerankRequest.from_json(wire.decode_body(await request.read()))
+    return _json(rerank_reply(req, await request.app[EMBED].rerank(req)))
 
 
 def _json(body: object) -> web.Response:
@@ -106,6 +126,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/events", events)
     app.router.add_post("/api/generate", generate)
     app.router.add_post("/api/chat", chat)
+    app.router.add_post("/api/embed", embed)
+    app.router.add_post("/api/embeddings", embeddings)
+    app.router.add_post("/api/rerank", rerank)
     app.router.add_post("/api/show", show)
     app.router.add_post("/api/create", create)
     app.router.add_post("/api/copy", copy)

@@ -80,10 +80,18 @@ def plan_runner(
     repack: bool = True,
     default_ctx: int | None = None,
     parallel: int | None = None,
+    mode: str = "generate",
 ) -> RunnerConfig:
-    """The requested launch parameters; ``parallel`` (slots) defaults to ``OLLAMA_NUM_PARALLEL``."""
+    """The requested launch parameters; ``parallel`` (slots) defaults to ``OLLAMA_NUM_PARALLEL``.
+
+    Embedding and rerank runners (``mode``) take a batch and micro-batch of the whole slot context:
+    llama-server must fit each input into one micro-batch (reference/llama-server.md §3.5), and
+    inputs are cut to the slot context."""
     num_ctx = effective_num_ctx(options.num_ctx, settings, train_ctx, default_ctx)
     slots = max(parallel or settings.num_parallel, 1)
+    batch = options.num_batch if options.num_batch and options.num_batch > 0 else None
+    if mode != "generate":
+        batch = max(batch or 0, num_ctx)
     return RunnerConfig(
         model_path=model_path,
         alias=alias,
@@ -93,13 +101,14 @@ def plan_runner(
         main_gpu=options.main_gpu if options.main_gpu is not None and options.main_gpu >= 0 else None,
         mmap=options.use_mmap,
         threads=options.num_thread if options.num_thread and options.num_thread > 0 else settings.runner_threads,
-        batch_size=options.num_batch if options.num_batch and options.num_batch > 0 else None,
+        batch_size=batch,
         flash_attention=settings.flash_attention,
         kv_cache_type=settings.kv_cache_type,
         cache_ram_mib=settings.cache_ram_mib,
         projector=projector,
         adapters=adapters,
         repack=repack,
+        mode=mode,
     )
 
 

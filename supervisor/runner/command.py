@@ -39,6 +39,7 @@ class RunnerConfig:
     projector: Path | None = None  # --mmproj (a projector layer, or mmproj*.gguf beside an in-place model)
     adapters: tuple[Path, ...] = ()  # --lora, each
     repack: bool = True  # False: --no-repack (CPUs where repacking crashes; pool/hardware.py)
+    mode: str = "generate"  # "embed": --embeddings; "rerank": --reranking (both with the model's pooling)
 
     @property
     def ctx_per_slot(self) -> int:
@@ -79,6 +80,10 @@ def build_argv(binary: Path, config: RunnerConfig, socket_path: Path) -> list[st
         argv.append("--no-repack")
     if config.threads > 0:
         argv += ["--threads", str(config.threads)]
+    if config.mode == "embed":
+        argv.append("--embeddings")
+    elif config.mode == "rerank":
+        argv.append("--reranking")
     if config.batch_size:
         argv += ["--batch-size", str(config.batch_size), "--ubatch-size", str(config.batch_size)]
     if config.flash_attention is not None:

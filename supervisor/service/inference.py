@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import BadRequest, ContextOverflow, LlamasupError, MissingCapability, PromptTooLong, RunnerCrashed
+from ..errors import BadRequest, ContextOverflow, LlamasupError, MissingCapability, PromptTooLong
 from ..pool.hardware import cpu_flags, repack_is_safe
 from ..pool.pool import UNSET, Runner, RunnerPool, RunnerSpec
 from ..protocol import ollama as wire
@@ -38,6 +38,7 @@ from ..templates.gotemplate import infer_thinking_tags
 from ..templates.prompt import render_suffix, tag_images
 from ..templates.thinking import ThinkingParser, prompt_opens_thinking
 from ..templates.tools import ToolCallParser, tool_call_tag
+from .calls import crashed
 from .completion import CompletionPrompt, Events, Outcome, complete
 from .output import NativeChatEvents, OutputSplitter, Piece, Shape
 from .prompting import (
@@ -165,10 +166,7 @@ class InferenceService:
                     async for chunk in chunks:
                         yield chunk
             except RunnerConnectionLost as e:
-                process = runner.process
-                if await process.wait_exit(timeout=2.0) is not None:
-                    raise RunnerCrashed(await process.exit_detail()) from e
-                raise RunnerCrashed(f"lost connection to llama-server: {e}") from e
+                raise await crashed(runner, e) from e
 
         return events
 

@@ -87,8 +87,8 @@ def _shape(info: GGUFInfo) -> ModelShape:
 
 def slots_for(model: ResolvedModel, options: RunnerOptions, settings: Settings) -> int:
     """Parallel slots: the operator's per-model setting, else the model's ``num_parallel`` parameter,
-    else ``OLLAMA_NUM_PARALLEL``; always 1 for embedding models, as Ollama does."""
-    if "embedding" in model.capabilities:
+    else ``OLLAMA_NUM_PARALLEL``; always 1 for embedding models, as Ollama does (and rerankers)."""
+    if "embedding" in model.capabilities or "rerank" in model.capabilities:
         return 1
     for name, n in settings.model_parallel:
         parsed = ModelName.try_parse(name)
@@ -97,6 +97,13 @@ def slots_for(model: ResolvedModel, options: RunnerOptions, settings: Settings) 
     if options.num_parallel and options.num_parallel > 0:
         return options.num_parallel
     return settings.num_parallel
+
+
+def runner_mode(model: ResolvedModel) -> str:
+    """How the model's runner is started: ``embed``, ``rerank`` or ``generate``."""
+    if "rerank" in model.capabilities:
+        return "rerank"
+    return "embed" if "embedding" in model.capabilities else "generate"
 
 
 def runner_spec(
@@ -114,6 +121,7 @@ def runner_spec(
         repack=repack,
         default_ctx=default_ctx,
         parallel=slots_for(model, options, settings),
+        mode=runner_mode(model),
     )
     auto_ctx = not (options.num_ctx and options.num_ctx > 0) and not settings.context_length
     projector_bytes = model.projector.stat().st_size if model.projector is not None else 0

@@ -66,6 +66,13 @@ class GGUFInfo:
     metadata: Mapping[str, Any]  # every KV pair; arrays as tuples; read-only
     tensors: tuple[TensorInfo, ...]
 
+    @property
+    def pooling_type(self) -> int | None:
+        """llama.cpp's pooling enum from ``<arch>.pooling_type`` (0 none, 1 mean, 2 cls, 3 last,
+        4 rank), None when the GGUF declares none (a generative model)."""
+        value = self.metadata.get(self.arch_key("pooling_type"))
+        return int(value) if isinstance(value, int) else None
+
     def arch_key(self, suffix: str) -> str:
         """``<architecture>.<suffix>``, the spelling of architecture-specific keys."""
         return f"{self.architecture}.{suffix}"
@@ -257,15 +264,20 @@ def _thinks(template: str) -> bool:
     return "split('</think>')" in template or 'split("</think>")' in template
 
 
+POOLING_RANK = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK
+
+
 def capabilities(info: GGUFInfo, has_projector: bool = False) -> list[str]:
     """Capabilities that follow from the GGUF (and a projector layer), in Ollama's order.
 
-    ``completion`` or ``embedding`` (``<arch>.pooling_type`` present), then ``vision`` (projector or
+    ``completion``, ``embedding`` (``<arch>.pooling_type`` present) or ``rerank`` (pooling type
+    rank: a cross-encoder scores query/document pairs and has no use as an embedder), then ``vision`` (projector or
     ``<arch>.vision.block_count``), ``tools`` (Jinja template mentions ``tools``/``tool_call``),
     ``thinking`` (template has ``<think>`` and ``</think>``). Go-template capabilities (``insert``,
     ``.Tools``) belong to whoever renders the Go template.
     """
-    caps = ["embedding" if info.has_pooling_type else "completion"]
+    pooling = info.pooling_type
+    caps = ["completion" if not info.has_pooling_type else "rerank" if pooling == POOLING_RANK else "embedding"]
     if has_projector or info.arch_key("vision.block_count") in info.metadata:
         caps.append("vision")
     template = info.chat_template or ""

@@ -115,6 +115,8 @@ Misbehaviour switches (environment variables, so the supervisor's normal argv ca
 ``FAKE_LLAMA_MODEL_MIB`` / ``FAKE_LLAMA_KV_MIB`` / ``FAKE_LLAMA_COMPUTE_MIB`` (defaults 1.23 /
 12.00 / 5.00)
     the sizes printed in the ``model``/``KV``/``compute buffer size`` load lines.
+``FAKE_LLAMA_EMBED_NULL=1``
+    every embedding's first component is ``null``, as llama-server writes a NaN or an Inf.
 """
 
 from __future__ import annotations
@@ -261,6 +263,7 @@ class Switches:
     model_mib: float = 1.23
     kv_mib: float = 12.0
     compute_mib: float = 5.0
+    embed_null: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Switches:
@@ -287,6 +290,7 @@ class Switches:
             model_mib=num("FAKE_LLAMA_MODEL_MIB", 1.23),
             kv_mib=num("FAKE_LLAMA_KV_MIB", 12.0),
             compute_mib=num("FAKE_LLAMA_COMPUTE_MIB", 5.0),
+            embed_null=flag("FAKE_LLAMA_EMBED_NULL"),
         )
 
 
@@ -980,11 +984,14 @@ def build_app(srv: Server) -> Any:
     async def oai_completion(request: web.Request) -> web.StreamResponse:
         return await completion_like(request, "text")
 
-    def embed(text: str) -> list[float]:
+    def embed(text: str) -> list[float | None]:
         digest = hashlib.sha256(text.encode()).digest()
         vec = [b / 255.0 - 0.5 for b in digest[:8]]
         norm = sum(v * v for v in vec) ** 0.5 or 1.0
-        return [v / norm for v in vec]
+        out: list[float | None] = [v / norm for v in vec]
+        if srv.sw.embed_null:
+            out[0] = None  # how llama-server's JSON writer prints a NaN or an Inf
+        return out
 
     def embed_inputs(body: dict[str, Any], key: str) -> list[str]:
         inp = body.get(key)

@@ -1,0 +1,33 @@
+"""OpenAI-compatible routes (reference/ollama-api.md §14): translations through the same services.
+
+Also ``/v1/rerank`` (and ``/v2/rerank``, where Cohere's v2 client posts) in the shape Jina's and
+Cohere's clients send; Ollama has no rerank (#3368).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..protocol import ollama as wire
+from ..protocol import openai
+from .keys import EMBED
+
+
+def _json(body: object) -> web.Response:
+    return web.Response(body=wire.dumps(body), content_type="application/json", charset="utf-8")
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    req, encoding = openai.embeddings_request(wire.decode_body(await request.read()))
+    return _json(openai.embeddings_reply(req.model, await request.app[EMBED].embed(req), encoding))
+
+
+async def rerank(request: web.Request) -> web.Response:
+    req = openai.rerank_request(wire.decode_body(await request.read()))
+    return _json(openai.rerank_reply(req, await request.app[EMBED].rerank(req)))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/rerank", rerank)
+    app.router.add_post("/v2/rerank", rerank)

@@ -1,0 +1,91 @@
+"""OpenAI-shaped requests and replies, translated to and from the Ollama use cases (pure).
+
+``/v1/embeddings`` as Ollama's compatibility layer takes it (reference/ollama-api.md §14.3), and
+``/v1/rerank`` in the shape Jina's and Cohere's clients send (a reply that carries both APIs'
+fields: Jina's ``model``/``usage``, Cohere's ``id``/``meta``; each client reads its own). Errors are
+``{"error": {"message", "type", "param", "code"}}`` with the type by status (§14).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+from ..errors import BadRequest, InvalidJSON
+from .embed import Embedded, EmbedRequest, Ranked, RerankRequest, ranked, rerank_documents
+
+ENCODINGS = ("float", "base64")
+
+
+def error_body(message: str, status: int) -> dict[str, Any]:
+    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _model(data: dict[str, Any]) -> str:
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidJSON("invalid model")
+    return model or ""
+
+
+def embeddings_request(data: dict[str, Any]) -> tuple[EmbedRequest, str]:
+    """The embed request and the encoding (``float``/``base64``) of a ``/v1/embeddings`` body."""
+    value = data.get("input")
+    if isinstance(value, str):
+        inputs = [value]  # "" is one (empty) input here, not a load request
+    elif isinstance(value, list) and value:
+        if not all(isinstance(v, str) for v in value):
+            raise BadRequest("invalid input type")
+        inputs = list(value)
+    elif value is None or value == []:
+        raise BadRequest("invalid input")
+    else:
+        raise BadRequest("invalid input type")
+    encoding = data.get("encoding_format") or "float"
+    if not isinstance(encoding, str) or encoding.lower() not in ENCODINGS:
+        raise BadRequest(f"Invalid value for 'encoding_format' = {encoding}. Supported values: ['float', 'base64'].")
+    dimensions = data.get("dimensions")
+    if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int)):
+        raise BadRequest("invalid dimensions")
+    return EmbedRequest(model=_model(data), inputs=inputs, dimensions=dimensions or 0), encoding.lower()
+
+
+def embeddings_reply(model: str, result: Embedded, encoding: str) -> dict[str, Any]:
+    data = []
+    for i, vector in enumerate(result.vectors):
+        embedding: Any = vector
+        if encoding == "base64":
+            embedding = base64.b64encode(vector.astype("<f4").tobytes()).decode()
+        data.append({"object": "embedding", "embedding": embedding, "index": i})
+    usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+    return {"object": "list", "data": data, "model": model, "usage": usage}
+
+
+def rerank_request(data: dict[str, Any]) -> RerankRequest:
+    """A Jina or Cohere rerank body (``documents`` as strings or ``{"text"}``; the documents come
+    back only when ``return_documents`` asks)."""
+    query = data.get("query")
+    if not isinstance(query, str):
+        raise BadRequest("query is required" if query is None else "query must be a string")
+    documents = rerank_documents(data.get("documents"))
+    if not documents:
+        raise BadRequest("documents is required")
+    top_n = data.get("top_n")
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0):
+        raise BadRequest("top_n must be a non-negative integer")
+    back = data.get("return_documents")
+    if back is not None and not isinstance(back, bool):
+        raise BadRequest("return_documents must be a boolean")
+    return RerankRequest(model=_model(data), query=query, documents=documents, top_n=top_n or 0, return_documents=bool(back))
+
+
+def rerank_reply(req: RerankRequest, result: Ranked) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "model": req.model,
+        "results": ranked(req, result, lambda text: {"text": text}),
+        "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+    }
