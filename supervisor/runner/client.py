@@ -19,13 +19,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 
 from ..errors import ContextOverflow, RunnerHTTPError
-
-_JSON_HEADERS = {"Content-Type": "application/json"}
-_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
 
 
 class RunnerConnectionLost(Exception):
@@ -60,25 +56,23 @@ def _event_error(err: Any) -> RunnerHTTPError:
 
 
 class RunnerClient:
-    """Talks to one llama-server: JSON calls at ``base_url`` over a shared session, streams on
-    ``socket_path``."""
+    """Talks to one llama-server on its Unix socket ``socket_path``: each call on a connection of its own."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, socket_path: Path) -> None:
-        self.session = session
-        self.base_url = base_url
+    def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
 
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        """The JSON reply; llama-server's error status and message as ``RunnerHTTPError``."""
+        protocol = await _connect(self.socket_path, _request_bytes(path, orjson.dumps(body)), sse=False)
         try:
-            async with self.session.post(
-                self.base_url + path, data=orjson.dumps(body), headers=_JSON_HEADERS, timeout=_NO_TIMEOUT
-            ) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise _http_error(resp.status, raw)
-                return orjson.loads(raw)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise RunnerConnectionLost(str(e)) from e
+            while not protocol.ended:
+                await protocol.wait()
+        finally:
+            assert protocol.transport is not None
+            protocol.transport.close()
+        if protocol.error is not None:
+            raise protocol.error
+        return orjson.loads(b"".join(protocol.body))
 
     def stream(self, path: str, body: dict[str, Any]) -> EventStream:
         """Each ``data:`` event of an SSE response; stops at ``[DONE]`` or the end of the body."""
@@ -94,7 +88,8 @@ class _EventProtocol(asyncio.Protocol):
     a broken connection, an exception from the sink) is recorded and wakes the reader.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sse: bool = True) -> None:
+        self.sse = sse  # False: the body is kept whole (``body``), for a JSON reply
         self.transport: asyncio.Transport | None = None
         self.events: collections.deque[dict[str, Any]] = collections.deque()
         self.sink: Callable[[dict[str, Any]], bool] | None = None
@@ -107,7 +102,7 @@ class _EventProtocol(asyncio.Protocol):
         self._chunked = False
         self._left: int | None = None  # Content-Length not yet received (None: until the close)
         self._lines = b""  # a partial SSE line
-        self._error_body: list[bytes] = []
+        self.body: list[bytes] = []  # an error reply's body, or the whole body when not ``sse``
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -184,8 +179,8 @@ class _EventProtocol(asyncio.Protocol):
             self._body(b"".join(parts))
 
     def _body(self, data: bytes) -> None:
-        if self._status != 200:
-            self._error_body.append(data)
+        if self._status != 200 or not self.sse:
+            self.body.append(data)
             return
         *lines, self._lines = (self._lines + data).split(b"\n")
         for line in lines:
@@ -211,8 +206,16 @@ class _EventProtocol(asyncio.Protocol):
 
     def _body_done(self) -> None:
         if self._status != 200:
-            raise _http_error(self._status, b"".join(self._error_body))
+            raise _http_error(self._status, b"".join(self.body))
         self.ended = True
+
+    async def wait(self) -> None:
+        """Until something new has been read (or the connection is over)."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
 
 
 class EventStream:
@@ -254,11 +257,7 @@ class EventStream:
                 assert protocol.transport is not None
                 protocol.transport.resume_reading()
                 continue
-            protocol.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await protocol.waiter
-            finally:
-                protocol.waiter = None
+            await protocol.wait()
 
     def divert(self, sink: Callable[[dict[str, Any]], bool], drain: Callable[[], Awaitable[None]]) -> None:
         """Hand the events still to come to ``sink`` (those already read first)."""
@@ -278,17 +277,21 @@ class EventStream:
             self._protocol.transport.close()
 
     async def _open(self) -> _EventProtocol:
-        loop = asyncio.get_running_loop()
-        try:
-            transport, protocol = await loop.create_unix_connection(_EventProtocol, str(self._socket_path))
-        except OSError as e:
-            raise RunnerConnectionLost(str(e)) from e
-        self._protocol = protocol
+        self._protocol = protocol = await _connect(self._socket_path, self._request, sse=True)
         if self._closed:  # closed while connecting
-            transport.close()
-        else:
-            transport.write(self._request)
+            await self.aclose()
         return protocol
+
+
+async def _connect(socket_path: Path, request: bytes, *, sse: bool) -> _EventProtocol:
+    """A new connection to the runner's socket with ``request`` sent on it."""
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.create_unix_connection(lambda: _EventProtocol(sse), str(socket_path))
+    except OSError as e:
+        raise RunnerConnectionLost(str(e)) from e
+    transport.write(request)
+    return protocol
 
 
 _HEAD_LIMIT = 1 << 20

@@ -66,6 +66,9 @@ class ModelIndex:
     def __init__(self, store: ModelStore, model_dirs: tuple[Path, ...] = ()) -> None:
         self.store = store
         self.model_dirs = model_dirs
+        # A store model's files by manifest (path and digest): its layers are content-addressed, so
+        # they cannot change under the same manifest. Read by every request; treat as read-only.
+        self._files: dict[tuple[Path, str], ModelFiles] = {}
 
     def list_models(self) -> list[ModelRef]:
         """Every model, newest first (store models and in-place GGUFs)."""
@@ -103,6 +106,17 @@ class ModelIndex:
                 projectors=(m.projector,) if m.projector else (),
             )
         assert ref.local is not None
+        key = (ref.local.path, ref.local.digest)
+        cached = self._files.get(key)
+        if cached is not None and cached.ref == ref:
+            return cached
+        if len(self._files) >= _FILES_KEPT:
+            self._files.clear()
+        self._files[key] = files = self._read_files(ref)
+        return files
+
+    def _read_files(self, ref: ModelRef) -> ModelFiles:
+        assert ref.local is not None
         local, store = ref.local, self.store
         weights = store.model_blob(local)
         model_layer = local.manifest.layers_of(MEDIA_TYPE_MODEL)[0]
@@ -125,6 +139,9 @@ class ModelIndex:
 
     def _in_place(self) -> list[InPlaceModel]:
         return scan_model_dirs(self.model_dirs) if self.model_dirs else []
+
+
+_FILES_KEPT = 256
 
 
 def _existing(paths: list[Path], ref: ModelRef) -> list[Path]:

@@ -194,6 +194,10 @@ class ModelStore:
 
     def __init__(self, layout: StoreLayout) -> None:
         self.layout = layout
+        # Parsed manifests by file identity (path, inode, size, mtime, ctime), since every request
+        # resolves its model: a manifest renamed over or rewritten in place (ctime moves even when
+        # mtime is set back) is read again.
+        self._parsed: dict[tuple[str, int, int, int, int], LocalModel] = {}
 
     # -- listing and lookup -------------------------------------------------------------------
 
@@ -228,7 +232,8 @@ class ModelStore:
 
         A manifest that exists but cannot be read is a ``StoreError``, not ``None``.
         """
-        stored = self.find_name(name)
+        exact = self.layout.manifest_path(name)
+        stored = name if exact.is_file() else self.find_name(name)  # the exact spelling wins anyway
         if stored is None:
             return None
         try:
@@ -392,9 +397,15 @@ class ModelStore:
     def _load(self, name: ModelName, path: Path) -> LocalModel:
         with path.open("rb") as f:
             st = os.fstat(f.fileno())
+            key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            cached = self._parsed.get(key)
+            if cached is not None and cached.name == name:
+                return cached
             data = f.read()
         manifest = Manifest.parse(data)
-        return LocalModel(
+        if len(self._parsed) >= _PARSED_KEPT:
+            self._parsed.clear()
+        self._parsed[key] = model = LocalModel(
             name=name,
             manifest=manifest,
             digest=hashlib.sha256(data).hexdigest(),
@@ -402,6 +413,7 @@ class ModelStore:
             size=manifest.total_size,
             path=path,
         )
+        return model
 
     def _read_text(self, model: LocalModel, layer: Layer) -> str:
         return self.read_blob(model, layer.digest).decode("utf-8", errors="replace")
@@ -413,6 +425,9 @@ class ModelStore:
             raise StoreError(
                 f"{layer.media_type} layer of '{model.name.display}' is not valid JSON: {exc}"
             ) from exc
+
+
+_PARSED_KEPT = 512
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -1,4 +1,4 @@
-"""RunnerClient.stream over a Unix socket: the small HTTP/1.1 reader against hand-written responses.
+"""RunnerClient over a Unix socket: the small HTTP/1.1 reader against hand-written responses.
 
 A one-shot server on a Unix socket answers each request with the given byte fragments (written one
 by one, so events, chunk headers and chunk bodies arrive split at awkward places), then records
@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from supervisor.errors import ContextOverflow, RunnerHTTPError
@@ -54,11 +53,9 @@ class OneShot:
 async def client_for(tmp_path: Path, server: OneShot) -> AsyncIterator[RunnerClient]:
     sock = tmp_path / "r.sock"
     srv = await asyncio.start_unix_server(server.handle, path=str(sock))
-    session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock)))
     try:
-        yield RunnerClient(session, "http://llama-server", sock)
+        yield RunnerClient(sock)
     finally:
-        await session.close()
         srv.close()
 
 
@@ -219,3 +216,27 @@ async def test_a_close_delimited_body_ends_with_the_connection(tmp_path: Path) -
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
     async with client_for(tmp_path, OneShot([head, b'data: {"content":"a"}\n\n', b'data: {"content":"b"}\n\n'])) as client:
         assert await collect(client) == [{"content": "a"}, {"content": "b"}]
+
+
+async def test_post_json_returns_the_body_of_a_length_delimited_reply(tmp_path: Path) -> None:
+    body = b'{"tokens":[1,2,3]}'
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    server = OneShot([head + body[:5], body[5:]])
+    async with client_for(tmp_path, server) as client:
+        assert await client.post_json("/tokenize", {"content": "x"}) == {"tokens": [1, 2, 3]}
+    assert server.request.startswith(b"POST /tokenize HTTP/1.1\r\n")
+
+
+async def test_post_json_reads_a_chunked_reply_and_raises_runner_errors(tmp_path: Path) -> None:
+    chunked = [OK_CHUNKED.replace(b"text/event-stream", b"application/json"), chunk(b'{"a":'), chunk(b"1}"), b"0\r\n\r\n"]
+    async with client_for(tmp_path, OneShot(chunked)) as client:
+        assert await client.post_json("/x", {}) == {"a": 1}
+    error = b'{"error":{"code":501,"message":"This server does not support embeddings. Start it with `--embeddings`"}}'
+    head = b"HTTP/1.1 501 Not Implemented\r\nContent-Length: %d\r\n\r\n" % len(error)
+    async with client_for(tmp_path, OneShot([head, error])) as client:
+        with pytest.raises(RunnerHTTPError, match="does not support embeddings") as info:
+            await client.post_json("/embeddings", {})
+    assert info.value.status == 501
+    async with client_for(tmp_path, OneShot([b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"partial"])) as client:
+        with pytest.raises(RunnerConnectionLost):
+            await client.post_json("/x", {})

@@ -100,3 +100,21 @@ def test_runner_options_from_requests() -> None:
     assert (opts.main_gpu, opts.use_mmap, opts.num_parallel) == (1, False, 4)
     cfg = plan_runner(model_path=Path("/m"), alias="m", train_ctx=None, options=opts, settings=Settings(), parallel=4)
     assert (cfg.main_gpu, cfg.mmap, cfg.parallel, cfg.ctx_size) == (1, False, 4, 4 * 4096)
+
+
+def test_embedding_and_rerank_runners() -> None:
+    """Embedding models get --embeddings, rerankers --reranking, both a batch and micro-batch of the
+    whole slot context (an input must fit one micro-batch); generative runners neither."""
+    def argv(mode: str, **opts: int) -> list[str]:
+        cfg = plan_runner(model_path=Path("/m"), alias="m", train_ctx=512, options=RunnerOptions(num_ctx=512, **opts),
+                          settings=Settings(), mode=mode)  # fmt: skip
+        return build_argv(Path("/b"), cfg, Path("/s.sock"))
+
+    embed, rerank, generate = argv("embed"), argv("rerank"), argv("generate")
+    assert "--embeddings" in embed and "--reranking" not in embed
+    assert "--reranking" in rerank and "--embeddings" not in rerank
+    for a in (embed, rerank):
+        assert a[a.index("--batch-size") + 1] == a[a.index("--ubatch-size") + 1] == "512"
+    assert "--embeddings" not in generate and "--reranking" not in generate and "--batch-size" not in generate
+    larger = argv("embed", num_batch=1024)
+    assert larger[larger.index("--ubatch-size") + 1] == "1024"  # a larger num_batch is kept

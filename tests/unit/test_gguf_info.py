@@ -212,6 +212,8 @@ def make_info(**metadata: Any) -> Any:
     [
         ({}, False, ["completion"]),
         ({"qwen3.pooling_type": 1}, False, ["embedding"]),
+        ({"qwen3.pooling_type": 0}, False, ["embedding"]),
+        ({"qwen3.pooling_type": 4}, False, ["rerank"]),  # a cross-encoder: scores pairs, embeds nothing
         ({"tokenizer.chat_template": "{% for t in tools %}{% endfor %}"}, False, ["completion", "tools"]),
         ({"tokenizer.chat_template": "<tool_call>"}, False, ["completion", "tools"]),
         ({"tokenizer.chat_template": "<think>x</think>"}, False, ["completion", "thinking"]),

@@ -539,3 +539,22 @@ def test_verify_blob_detects_corruption(tmp_path: Path) -> None:
     layout.blob_path(digest).write_bytes(b"tampered")
     assert not verify_blob(layout, digest)
     assert not verify_blob(layout, "sha256:" + HEX)
+
+
+def test_resolve_sees_a_manifest_replaced_under_the_same_name(store: ModelStore, tmp_path: Path) -> None:
+    """Parsed manifests are kept by file identity; one replaced as writers do (a new file renamed
+    over it), even with the same size and mtime, is read again, and a deleted one is gone."""
+    name = ModelName.parse("jmorgan/Mistral:7B")
+    before = store.resolve(name)
+    assert before is not None and store.resolve(name) is before  # kept, not parsed again
+    root = tmp_path / "models"
+    old = before.path.read_bytes()
+    new = old.replace(b'"schemaVersion":2', b'"schemaVersion": 2')
+    new = new[: len(old)] if len(new) > len(old) else new
+    replacement = put_manifest(root, ("registry.ollama.ai", "jmorgan", "Mistral", "7B.new"), new + b" " * (len(old) - len(new)), T0 + 1 * 10**9)  # fmt: skip
+    os.replace(replacement, before.path)
+    after = store.resolve(name)
+    assert after is not None and after.digest == hashlib.sha256(after.path.read_bytes()).hexdigest() != before.digest
+    after.path.unlink()
+    assert store.resolve(name) is None
+    assert store.resolve(ModelName.parse("JMORGAN/mistral:7b")) is None
