@@ -3,6 +3,7 @@ socket, the request bodies for both sides, and one streamed request timed on the
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -160,3 +161,13 @@ def markdown_table(header: list[str], rows: Iterable[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_results(out: Path, results: list[dict[str, Any]], header: list[str], row: Any, started: float) -> None:
+    """``results`` with the machine's description into ``out`` (JSON), and the table on stdout."""
+    machine = machine_info()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+    print()
+    print(markdown_table(header, map(row, results)))
+    print(f"\nmachine: {machine}; {time.monotonic() - started:.0f} s; raw rounds in {out}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -40,7 +39,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DIRECT_BASE, ROOT, argv_value, bodies, direct_session, llama_server, llamasup  # noqa: E402
-from common import machine_info, markdown_table, prepare_store, runner_process, stream  # noqa: E402
+from common import markdown_table, prepare_store, runner_process, stream, write_results  # noqa: E402
 
 PLAN = {  # model preset -> (tokens per stream, measured rounds per side)
     "tiny": (512, 12),
@@ -182,12 +181,7 @@ async def main() -> None:
                 print(markdown_table(HEADER, [_row(results[-1])]).splitlines()[-1], flush=True)
                 if results[-1]["disturbed_pairs"]:
                     print(f"  ({results[-1]['disturbed_pairs']} pairs disturbed by other programs, measured again)", file=sys.stderr)
-    machine = machine_info()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
-    print()
-    print(markdown_table(HEADER, map(_row, results)))
-    print(f"\nmachine: {machine}; {time.monotonic() - started:.0f} s; raw rounds in {args.out}")
+    write_results(args.out, results, HEADER, _row, started)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -34,8 +33,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DIRECT_BASE, ROOT, argv_value, direct_session, llama_server, llamasup, machine_info  # noqa: E402
-from common import markdown_table, runner_process  # noqa: E402
+from common import DIRECT_BASE, ROOT, argv_value, direct_session, llama_server, llamasup  # noqa: E402
+from common import markdown_table, runner_process, write_results  # noqa: E402
 
 from tests.minilm import DOCUMENTS, QUERIES, SENTENCES, convert_minilm_gguf_async  # noqa: E402
 from tests.store_helpers import install_gguf  # noqa: E402
@@ -129,12 +128,7 @@ async def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="llamasup-bench-") as tmp:
         results = await bench(Path(tmp), binary, [int(b) for b in args.batches.split(",")], args.rounds, args.threads)
-    machine = machine_info()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
-    print()
-    print(markdown_table(HEADER, map(_row, results)))
-    print(f"\nmachine: {machine}; {time.monotonic() - started:.0f} s; raw rounds in {args.out}")
+    write_results(args.out, results, HEADER, _row, started)
 
 
 if __name__ == "__main__":

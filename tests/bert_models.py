@@ -45,7 +45,7 @@ import gguf
 import numpy as np
 import numpy.typing as npt
 
-from tests.models import _TRAINING_TEXT, Preset
+from tests.models import _TRAINING_TEXT, Preset, finish_gguf
 
 __all__ = [
     "BERT_PRESET",
@@ -285,14 +285,7 @@ def _write_bert_gguf(
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(True)
     writer.add_add_sep_token(False)
-
-    for tname, arr in tensors.items():
-        writer.add_tensor(tname, arr)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return finish_gguf(writer, tensors, path)
 
 
 def write_bert_embedding_model(

@@ -514,10 +514,13 @@ def write_llama_gguf(
     writer.add_add_eos_token(False)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
+    return finish_gguf(writer, tensors, path)
 
+
+def finish_gguf(writer: gguf.GGUFWriter, tensors: dict[str, npt.NDArray[np.floating]], path: Path) -> Path:
+    """Add ``tensors`` and write the file ``writer`` was opened on (``path``)."""
     for tname, arr in tensors.items():
         writer.add_tensor(tname, arr)
-
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,7 @@ import structlog
 
 from ..errors import BadRequest, ContextOverflow, LlamasupError, MissingCapability, ModelNotFound, RunnerHTTPError
 from ..pool.hardware import cpu_flags, repack_is_safe
-from ..pool.pool import UNSET, Runner, RunnerPool, RunnerSpec
+from ..pool.pool import UNSET, Runner, RunnerPool
 from ..protocol import ollama as wire
 from ..protocol.embed import Embedded, EmbedRequest, Ranked, RerankRequest, Vectors
 from ..settings import Settings
@@ -35,6 +38,21 @@ log = structlog.get_logger("supervisor.embedding")
 RAW_LEGACY = frozenset({"bert", "nomic-bert"})
 TOO_LONG = "the input length exceeds the context length"
 CANNOT_CUT = "input exceeds maximum context length and cannot be truncated further"
+
+
+_VERBS = {"embedding": "embeddings", "rerank": "rerank"}
+
+
+@dataclass(frozen=True)
+class _Leased:
+    runner: Runner
+    model: ResolvedModel
+    n_ctx: int  # the slot context: the longest input
+    start: int  # monotonic ns when the request began
+    load_ns: int
+
+    def elapsed(self) -> int:
+        return time.monotonic_ns() - self.start
 
 
 class EmbedService:
@@ -54,30 +72,32 @@ class EmbedService:
                 raise
             raise ModelNotFound(go_quote(name), template="model {name} not found, try pulling it first") from None
 
-    def _spec(self, model: ResolvedModel, options: dict[str, Any]) -> RunnerSpec:
+    @asynccontextmanager
+    async def _lease(self, name: str, capability: str, options: dict[str, Any], keep_alive: Any) -> AsyncIterator[_Leased]:
+        """The model's runner, leased, once the model is found and can do ``capability``."""
+        start = time.monotonic_ns()
+        model = self._model(name)
+        seconds = wire.parse_keep_alive(keep_alive, UNSET)
+        if capability not in model.capabilities:
+            raise MissingCapability(f'"{name}" does not support {_VERBS[capability]}')
         resolved = wire.resolve_options(model.params, options)
-        return runner_spec(model, resolved.runner, self.settings, repack=self.repack, default_ctx=self.default_ctx)
+        spec = runner_spec(model, resolved.runner, self.settings, repack=self.repack, default_ctx=self.default_ctx)
+        async with self.pool.lease(spec, seconds) as runner:
+            yield _Leased(runner, model, spec.config.ctx_per_slot, start, time.monotonic_ns() - start)
 
     # -- embeddings -----------------------------------------------------------------------------------
     async def embed(self, req: EmbedRequest) -> Embedded:
-        start = time.monotonic_ns()
-        model = self._model(req.model)
-        keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
-        if "embedding" not in model.capabilities:
-            raise MissingCapability(f'"{req.model}" does not support embeddings')
-        spec = self._spec(model, req.options)
-        async with self.pool.lease(spec, keep_alive) as runner:
-            load_ns = time.monotonic_ns() - start
+        async with self._lease(req.model, "embedding", req.options, req.keep_alive) as leased:
             if not req.inputs:
-                return Embedded(np.zeros((0, 0), np.float32), 0, time.monotonic_ns() - start, load_ns)
-            vectors, tokens = await self._vectors(runner, req.inputs, spec.config.ctx_per_slot, req.truncate)
+                return Embedded(np.zeros((0, 0), np.float32), 0, leased.elapsed(), leased.load_ns)
+            vectors, tokens = await self._vectors(leased.runner, req.inputs, leased.n_ctx, req.truncate)
         if not np.isfinite(vectors).all():
             raise LlamasupError("embedding contains NaN or Inf values")
-        if req.normalize or model.family not in RAW_LEGACY:
+        if req.normalize or leased.model.family not in RAW_LEGACY:
             vectors = l2_normalize(vectors)
             if 0 < req.dimensions < vectors.shape[1]:
                 vectors = l2_normalize(vectors[:, : req.dimensions])
-        return Embedded(vectors, tokens, time.monotonic_ns() - start, load_ns)
+        return Embedded(vectors, tokens, leased.elapsed(), leased.load_ns)
 
     async def _vectors(self, runner: Runner, inputs: list[str], n_ctx: int, truncate: bool) -> tuple[Vectors, int]:
         """Raw vectors of ``inputs`` (one request), and the tokens they took."""
@@ -96,19 +116,12 @@ class EmbedService:
 
     # -- rerank ---------------------------------------------------------------------------------------
     async def rerank(self, req: RerankRequest) -> Ranked:
-        start = time.monotonic_ns()
-        model = self._model(req.model)
-        keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
-        if "rerank" not in model.capabilities:
-            raise MissingCapability(f'"{req.model}" does not support rerank')
-        spec = self._spec(model, req.options)
-        async with self.pool.lease(spec, keep_alive) as runner:
-            load_ns = time.monotonic_ns() - start
+        async with self._lease(req.model, "rerank", req.options, req.keep_alive) as leased:
             if not req.documents:
-                return Ranked([], 0, time.monotonic_ns() - start, load_ns)
+                return Ranked([], 0, leased.elapsed(), leased.load_ns)
             body = {"query": req.query, "documents": req.documents, "top_n": req.top_n or len(req.documents)}
             try:
-                data = await post(runner, "/rerank", body)
+                data = await post(leased.runner, "/rerank", body)
             except RunnerHTTPError as e:
                 if _too_long(e):
                     raise BadRequest(TOO_LONG) from None
@@ -116,7 +129,7 @@ class EmbedService:
         results = [(int(r["index"]), float(r["relevance_score"])) for r in data["results"]]
         results.sort(key=lambda r: -r[1])  # llama-server sorts already; the order is the contract
         tokens = int((data.get("usage") or {}).get("prompt_tokens", 0))
-        return Ranked(results, tokens, time.monotonic_ns() - start, load_ns)
+        return Ranked(results, tokens, leased.elapsed(), leased.load_ns)
 
 
 def l2_normalize(vectors: Vectors) -> Vectors:

@@ -17,7 +17,7 @@ Embedding and rerank inputs must fit one micro-batch, hence ``-b 512 -ub 512`` (
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +41,20 @@ DOCUMENTS = [
 ]
 
 
+def _serve(binary: Path, tmp: pytest.TempPathFactory, write: Callable[[Path], Path], flag: str) -> Iterator[LlamaServer]:
+    root = tmp.mktemp("bert")
+    with llama_server(binary, write(root / "model.gguf"), root, [flag, *BATCH_ARGS]) as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def embedding_server(llama_server_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    root = tmp_path_factory.mktemp("bert-embed")
-    model = write_bert_embedding_model(root / "embed.gguf")
-    with llama_server(llama_server_bin, model, root, ["--embeddings", *BATCH_ARGS]) as server:
-        yield server
+    yield from _serve(llama_server_bin, tmp_path_factory, write_bert_embedding_model, "--embeddings")
 
 
 @pytest.fixture(scope="module")
 def reranker_server(llama_server_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    root = tmp_path_factory.mktemp("bert-rerank")
-    model = write_bert_reranker_model(root / "rerank.gguf")
-    with llama_server(llama_server_bin, model, root, ["--reranking", *BATCH_ARGS]) as server:
-        yield server
+    yield from _serve(llama_server_bin, tmp_path_factory, write_bert_reranker_model, "--reranking")
 
 
 def _ok(result: tuple[int, Any]) -> Any:
