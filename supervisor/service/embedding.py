@@ -63,10 +63,10 @@ class EmbedService:
         self.repack = repack_is_safe(cpu_flags())
         self.default_ctx = default_ctx
 
-    def _model(self, name: str) -> ResolvedModel:
+    async def _model(self, name: str) -> ResolvedModel:
         """The model, or Ollama's embed 404s (``model '' not found``; ``model "x" not found, try…``)."""
         try:
-            return resolve_model(self.models, name)
+            return await resolve_model(self.models, name)
         except ModelNotFound:
             if not name.strip():
                 raise
@@ -76,7 +76,7 @@ class EmbedService:
     async def _lease(self, name: str, capability: str, options: dict[str, Any], keep_alive: Any) -> AsyncIterator[_Leased]:
         """The model's runner, leased, once the model is found and can do ``capability``."""
         start = time.monotonic_ns()
-        model = self._model(name)
+        model = await self._model(name)
         seconds = wire.parse_keep_alive(keep_alive, UNSET)
         if capability not in model.capabilities:
             raise MissingCapability(f'"{name}" does not support {_VERBS[capability]}')

@@ -278,7 +278,7 @@ class InferenceService:
     # -- generate -----------------------------------------------------------------------------------
     async def generate(self, req: GenerateRequest) -> AsyncGenerator[Chunk, None]:
         start = time.monotonic_ns()
-        model = resolve_model(self.models, req.model)
+        model = await resolve_model(self.models, req.model)
         keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
         if not req.prompt and not req.suffix and keep_alive == 0:
             self.pool.expire(str(model.path))
@@ -355,7 +355,7 @@ class InferenceService:
         start = time.monotonic_ns()
         if not req.model.strip():
             raise BadRequest("model is required")
-        model = resolve_model(self.models, req.model)
+        model = await resolve_model(self.models, req.model)
         keep_alive = wire.parse_keep_alive(req.keep_alive, UNSET)
         if not req.messages and keep_alive == 0:
             self.pool.expire(str(model.path))

@@ -107,7 +107,7 @@ class PlanService:
         self.limits = limits
 
     async def plan(self, req: PlanRequest) -> dict[str, Any]:
-        model = await asyncio.to_thread(resolve_model, self.models, req.model)
+        model = await resolve_model(self.models, req.model)
         options = wire.resolve_options(model.params, req.options).runner
         if req.parallel is not None:
             options = replace(options, num_parallel=req.parallel)

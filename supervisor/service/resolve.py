@@ -1,12 +1,13 @@
 """A requested model name → everything a request needs to run it (blocking file reads).
 
 ``resolve_model`` reads the manifest's layers (or the in-place GGUF) and the GGUF header once per
-request; the Go TEMPLATE is parsed once per distinct text (``go_template``), since every request for
+request (each kept while unchanged: manifests, layer files, headers); the Go TEMPLATE is parsed once per distinct text (``go_template``), since every request for
 a model renders with the same tree.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..pool.placement import RunnerOptions, plan_runner
 from ..pool.pool import RunnerSpec
 from ..settings import Settings
 from ..store import ModelName, read_gguf_info
-from ..store.gguf_info import GGUFInfo
+from ..store.gguf_info import GGUFInfo, cached_gguf_info
 from ..store.index import ModelIndex
 from ..templates import TemplateSet, TemplateSyntaxError, parse_ollama_template
 from ..templates.capabilities import model_capabilities
@@ -56,15 +57,20 @@ class ResolvedModel:
         return [c for c in needed if c not in self.capabilities]
 
 
-def resolve_model(models: ModelIndex, requested: str) -> ResolvedModel:
-    """The model ``requested`` names, or Ollama's 404 (``model '<x>' not found``)."""
+async def resolve_model(models: ModelIndex, requested: str) -> ResolvedModel:
+    """The model ``requested`` names, or Ollama's 404 (``model '<x>' not found``).
+
+    The store lookups are quick (parsed manifests are kept); a GGUF header not parsed before is
+    parsed in a thread, since a large vocabulary takes seconds and would stall every stream."""
     if not requested.strip():
         raise ModelNotFound("")
     ref = models.find(ModelName.parse(requested))
     if ref is None:
         raise ModelNotFound(requested)
     files = models.files(ref)
-    info = read_gguf_info(files.weights)
+    info = cached_gguf_info(files.weights)
+    if info is None:
+        info = await asyncio.to_thread(read_gguf_info, files.weights)
     caps = model_capabilities(info, has_projector=bool(files.projectors), go_template=files.template)
     return ResolvedModel(
         name=ref.name,

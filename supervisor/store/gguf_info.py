@@ -14,8 +14,9 @@ The rest is pure: parameter-size formatting, capabilities and the config blob of
 
 from __future__ import annotations
 
-import functools
+import collections
 import os
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,19 +87,42 @@ class GGUFInfo:
 
 
 def read_gguf_info(path: Path) -> GGUFInfo:
-    """Header facts of the GGUF at ``path``; ``StoreError`` if it is missing or not GGUF."""
+    """Header facts of the GGUF at ``path``; ``StoreError`` if it is missing or not GGUF.
+
+    Parsed once per file version (path, size, mtime). A first parse can take seconds (gguf-py reads
+    every token of a large vocabulary), so code on the event loop asks ``cached_gguf_info`` first
+    and parses in a thread on a miss."""
+    key = _key(path)
+    with _lock:
+        info = _cache.get(key)
+        if info is not None:
+            _cache.move_to_end(key)
+            return info
+    info = _read(path)
+    with _lock:
+        _cache[key] = info
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return info
+
+
+def cached_gguf_info(path: Path) -> GGUFInfo | None:
+    """The parsed header if this version of the file was read before (a stat, no parsing), else None."""
+    key = _key(path)
+    with _lock:
+        return _cache.get(key)
+
+
+def _key(path: Path) -> tuple[str, int, int]:
     try:
         st = os.stat(path)
     except OSError as exc:
         raise StoreError(f"{path}: {exc.strerror or exc}") from exc
-    return _read_cached(str(path), st.st_size, st.st_mtime_ns)
+    return str(path), st.st_size, st.st_mtime_ns
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _read_cached(path: str, size: int, mtime_ns: int) -> GGUFInfo:
-    """Cache key only: ``size`` and ``mtime_ns`` make a rewritten file a different entry."""
-    del size, mtime_ns
-    return _read(Path(path))
+_cache: collections.OrderedDict[tuple[str, int, int], GGUFInfo] = collections.OrderedDict()
+_lock = threading.Lock()
 
 
 def _read(path: Path) -> GGUFInfo:
