@@ -6,6 +6,7 @@ reranker (``rr``: pooling rank); the fake runner answers the embedding and reran
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,19 @@ async def test_empty_input_loads_the_model_and_returns_no_vectors(server: TestSe
     assert (await post(server, "/api/embeddings", {"model": "embed", "prompt": ""})) == (200, {"embedding": []})
     async with aiohttp.ClientSession() as session, session.get(base_url(server) + "/api/ps") as r:
         assert [m["name"] for m in (await r.json())["models"]] == ["embed:latest"]
+
+
+async def test_keep_alive_zero_unloads_the_embedding_model_after_the_request(server: TestServer) -> None:
+    status, reply = await post(server, "/api/embed", {"model": "embed", "input": "a", "keep_alive": 0})
+    assert status == 200 and len(reply["embeddings"]) == 1
+
+    async def loaded() -> list[str]:
+        async with aiohttp.ClientSession() as session, session.get(base_url(server) + "/api/ps") as r:
+            return [m["name"] for m in (await r.json())["models"]]
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while await loaded() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)  # polling the server's state, not waiting for time to pass
+    assert await loaded() == []
+    status, reply = await post(server, "/api/embed", {"model": "embed", "input": "a", "keep_alive": "5m"})
+    assert status == 200 and await loaded() == ["embed:latest"]
