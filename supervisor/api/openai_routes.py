@@ -6,15 +6,28 @@ Cohere's clients send; Ollama has no rerank (#3368).
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ..protocol import ollama as wire
 from ..protocol import openai
-from .keys import EMBED
+from .keys import CATALOG, EMBED
 
 
 def _json(body: object) -> web.Response:
     return web.Response(body=wire.dumps(body), content_type="application/json", charset="utf-8")
+
+
+async def models(request: web.Request) -> web.Response:
+    refs = await asyncio.to_thread(request.app[CATALOG].models)
+    return _json(openai.models_reply(refs))
+
+
+async def model(request: web.Request) -> web.Response:
+    """One model; ids with a namespace or host (``jmorgan/mistral:7b``) are matched too, beyond Ollama."""
+    ref = await asyncio.to_thread(request.app[CATALOG].find, request.match_info["model"])
+    return _json(openai.model_object(ref))
 
 
 async def embeddings(request: web.Request) -> web.Response:
@@ -28,6 +41,8 @@ async def rerank(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model:.+}", model)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/rerank", rerank)
     app.router.add_post("/v2/rerank", rerank)

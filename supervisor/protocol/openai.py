@@ -1,6 +1,7 @@
 """OpenAI-shaped requests and replies, translated to and from the Ollama use cases (pure).
 
-``/v1/embeddings`` as Ollama's compatibility layer takes it (reference/ollama-api.md §14.3), and
+``/v1/models`` (reference/ollama-api.md §14.4), ``/v1/embeddings`` as Ollama's compatibility layer
+takes it (§14.3), and
 ``/v1/rerank`` in the shape Jina's and Cohere's clients send (a reply that carries both APIs'
 fields: Jina's ``model``/``usage``, Cohere's ``id``/``meta``; each client reads its own). Errors are
 ``{"error": {"message", "type", "param", "code"}}`` with the type by status (§14).
@@ -13,6 +14,7 @@ import uuid
 from typing import Any
 
 from ..errors import BadRequest, InvalidJSON
+from ..store.index import ModelRef
 from .embed import Embedded, EmbedRequest, Ranked, RerankRequest, ranked, rerank_documents
 
 ENCODINGS = ("float", "base64")
@@ -21,6 +23,16 @@ ENCODINGS = ("float", "base64")
 def error_body(message: str, status: int) -> dict[str, Any]:
     kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def model_object(ref: ModelRef) -> dict[str, Any]:
+    """A model as ``/v1/models`` lists it: the id is the name with its tag (and namespace, host)."""
+    return {"id": ref.name.display, "object": "model", "created": int(ref.modified_at.timestamp()), "owned_by": ref.name.namespace}
+
+
+def models_reply(refs: list[ModelRef]) -> dict[str, Any]:
+    """``GET /v1/models``; with no models ``data`` is null, as Ollama writes it."""
+    return {"object": "list", "data": [model_object(ref) for ref in refs] or None}
 
 
 def _model(data: dict[str, Any]) -> str:

@@ -53,6 +53,18 @@ class CatalogService:
         """Every model, newest first, with the fields of Ollama's ``/api/tags``."""
         return {"models": [self._tag(ref) for ref in self.index.list_models()]}
 
+    def models(self) -> list[ModelRef]:
+        """Every model, newest first."""
+        return self.index.list_models()
+
+    def find(self, requested: str) -> ModelRef:
+        """One model by name (any case), or ``model '<name:tag>' not found``."""
+        name = ModelName.parse(requested)
+        ref = self.index.find(name)
+        if ref is None:
+            raise ModelNotFound(name.display)
+        return ref
+
     async def ps(self) -> dict[str, Any]:
         """``/api/ps``: the loaded models, the one expiring last first (reference/ollama-api.md §2.6).
 
