@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from ..errors import LlamasupError
-from ..protocol.ollama import dumps
+from .streaming import json_response
 from ..protocol.openai import error_body as openai_error_body
 
 log = structlog.get_logger("supervisor.api")
@@ -19,7 +19,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def ollama_error(message: str, status: int) -> web.Response:
     """``{"error": message}`` as Ollama writes it (no trailing newline)."""
-    return web.Response(status=status, body=dumps({"error": message}), content_type="application/json", charset="utf-8")
+    return json_response({"error": message}, status)
 
 
 @web.middleware
@@ -30,7 +30,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if e.status >= 500:
             log.error("request failed", path=request.path, status=e.status, error=e.message)
         if request.path.startswith(_OPENAI_PREFIXES):
-            return web.Response(status=e.status, body=dumps(openai_error_body(e.message, e.status)), content_type="application/json", charset="utf-8")  # fmt: skip
+            return json_response(openai_error_body(e.message, e.status), e.status)
         return ollama_error(e.message, e.status)
     except web.HTTPMethodNotAllowed:
         return web.Response(status=405, text="405 method not allowed")

@@ -15,6 +15,7 @@ from ..protocol.ollama_requests import ChatRequest, GenerateRequest
 from ..service.output import collect
 from ..service.planning import PlanRequest
 from .keys import BUILD, CATALOG, EMBED, INFERENCE, PLAN
+from .streaming import json_response as _json
 from .streaming import respond
 
 OLLAMA_VERSION = "0.33.0"  # the Ollama release whose API llamasup speaks; clients compare it
@@ -74,10 +75,6 @@ async def rerank(request: web.Request) -> web.Response:
     """llamasup's own (Ollama #3368): documents sorted by relevance to a query."""
     req = RerankRequest.from_json(wire.decode_body(await request.read()))
     return _json(rerank_reply(req, await request.app[EMBED].rerank(req)))
-
-
-def _json(body: object) -> web.Response:
-    return web.Response(body=wire.dumps(body), content_type="application/json", charset="utf-8")
 
 
 async def show(request: web.Request) -> web.Response:

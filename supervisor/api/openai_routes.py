@@ -13,10 +13,7 @@ from aiohttp import web
 from ..protocol import ollama as wire
 from ..protocol import openai
 from .keys import CATALOG, EMBED
-
-
-def _json(body: object) -> web.Response:
-    return web.Response(body=wire.dumps(body), content_type="application/json", charset="utf-8")
+from .streaming import json_response as _json
 
 
 async def models(request: web.Request) -> web.Response:

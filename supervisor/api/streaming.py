@@ -1,21 +1,24 @@
-"""Writing a use case's chunks as Ollama NDJSON (streamed) or as one JSON object."""
+"""Writing a use case's result as one JSON object, or its chunks as Ollama NDJSON (streamed)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
 
 import structlog
 from aiohttp import web
 
 from ..errors import LlamasupError
 from ..protocol.ollama import dumps
-from ..service.relay import RELAY
+from ..service.relay import RELAY, Chunk
 
 log = structlog.get_logger("supervisor.api")
-Chunk = dict[str, Any]
 _CONTROL = ("load", "unload")
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    """One JSON object, encoded as Go encodes it."""
+    return web.Response(status=status, body=dumps(body), content_type="application/json", charset="utf-8")
 
 
 async def respond(
@@ -34,7 +37,7 @@ async def respond(
             collected = [first]
             async for chunk in chunks:
                 collected.append(chunk)
-            return web.Response(body=dumps(collect(collected)), content_type="application/json", charset="utf-8")
+            return json_response(collect(collected))
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         relay = RELAY.set(_NdjsonRelay.of(request, response))

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .output import OutputSplitter, Piece, Shape, completion_logprobs
-from .relay import Handle
+from .relay import Chunk, Handle
 
-Chunk = dict[str, Any]
 Events = Callable[[str, dict[str, Any], Handle], AsyncGenerator[Chunk, None]]
 _CONSTRAINTS = ("json_schema", "grammar")
 

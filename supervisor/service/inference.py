@@ -50,11 +50,10 @@ from .prompting import (
     generate_messages,
     mark_images,
 )
-from .relay import Handle, pump
+from .relay import Chunk, Handle, pump
 from .resolve import ResolvedModel, go_template, resolve_model, runner_spec
 
 log = structlog.get_logger("supervisor.inference")
-Chunk = dict[str, Any]
 DEFAULT_THINK_TAGS = ("<think>", "</think>")
 _ATTEMPTS = 3  # as sent, with old messages dropped, with the prompt's middle cut
 
