@@ -119,7 +119,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = pool
     default_ctx = default_num_ctx(settings, inventory)
     app[INFERENCE] = InferenceService(settings, index, pool, media_marker=marker, default_ctx=default_ctx)
-    app[EMBED] = EmbedService(settings, index, pool, default_ctx=default_ctx)
+    app[EMBED] = EmbedService(settings, index, pool, repack=app[INFERENCE].repack, default_ctx=default_ctx)
     app[PLAN] = PlanService(
         settings, index, pool, inventory, repack=app[INFERENCE].repack, default_ctx=default_ctx,
         limits=limits,

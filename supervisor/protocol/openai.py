@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BadRequest, InvalidJSON
 from ..store.index import ModelRef
-from .embed import Embedded, EmbedRequest, Ranked, RerankRequest, ranked, rerank_documents
+from .embed import Embedded, EmbedRequest, Ranked, RerankRequest, ranked
 
 ENCODINGS = ("float", "base64")
 
@@ -78,19 +78,14 @@ def embeddings_reply(model: str, result: Embedded, encoding: str) -> dict[str, A
 def rerank_request(data: dict[str, Any]) -> RerankRequest:
     """A Jina or Cohere rerank body (``documents`` as strings or ``{"text"}``; the documents come
     back only when ``return_documents`` asks)."""
+    _model(data)  # a model that is not a string: "invalid model", as for embeddings
     query = data.get("query")
     if not isinstance(query, str):
         raise BadRequest("query is required" if query is None else "query must be a string")
-    documents = rerank_documents(data.get("documents"))
-    if not documents:
+    req = RerankRequest.from_json(data)  # the same field checks as /api/rerank
+    if not req.documents:
         raise BadRequest("documents is required")
-    top_n = data.get("top_n")
-    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0):
-        raise BadRequest("top_n must be a non-negative integer")
-    back = data.get("return_documents")
-    if back is not None and not isinstance(back, bool):
-        raise BadRequest("return_documents must be a boolean")
-    return RerankRequest(model=_model(data), query=query, documents=documents, top_n=top_n or 0, return_documents=bool(back))
+    return req
 
 
 def rerank_reply(req: RerankRequest, result: Ranked) -> dict[str, Any]:

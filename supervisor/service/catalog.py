@@ -163,10 +163,7 @@ class CatalogService:
         requested = data.get("model") or data.get("name") or ""
         if not isinstance(requested, str) or not requested.strip():
             raise BadRequest("model is required")
-        name = ModelName.parse(requested)
-        ref = self.index.find(name)
-        if ref is None:
-            raise ModelNotFound(name.display)
+        ref = self.find(requested)
         files = self.index.files(ref)
         config = self.index.config(ref)
         info = read_gguf_info(files.weights)

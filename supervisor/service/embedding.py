@@ -24,12 +24,12 @@ import numpy as np
 import structlog
 
 from ..errors import BadRequest, ContextOverflow, LlamasupError, MissingCapability, ModelNotFound, RunnerHTTPError
-from ..pool.hardware import cpu_flags, repack_is_safe
 from ..pool.pool import UNSET, Runner, RunnerPool
 from ..protocol import ollama as wire
 from ..protocol.embed import Embedded, EmbedRequest, Ranked, RerankRequest, Vectors
 from ..settings import Settings
 from ..store.index import ModelIndex
+from ..templates.gostrconv import quote
 from .calls import post
 from .resolve import ResolvedModel, resolve_model, runner_spec
 
@@ -38,8 +38,6 @@ log = structlog.get_logger("supervisor.embedding")
 RAW_LEGACY = frozenset({"bert", "nomic-bert"})
 TOO_LONG = "the input length exceeds the context length"
 CANNOT_CUT = "input exceeds maximum context length and cannot be truncated further"
-
-
 _VERBS = {"embedding": "embeddings", "rerank": "rerank"}
 
 
@@ -56,11 +54,11 @@ class _Leased:
 
 
 class EmbedService:
-    def __init__(self, settings: Settings, models: ModelIndex, pool: RunnerPool, *, default_ctx: int | None = None) -> None:
+    def __init__(self, settings: Settings, models: ModelIndex, pool: RunnerPool, *, repack: bool, default_ctx: int | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.models = models
         self.pool = pool
-        self.repack = repack_is_safe(cpu_flags())
+        self.repack = repack  # False: runners get --no-repack (pool.hardware.repack_is_safe)
         self.default_ctx = default_ctx
 
     async def _model(self, name: str) -> ResolvedModel:
@@ -70,7 +68,7 @@ class EmbedService:
         except ModelNotFound:
             if not name.strip():
                 raise
-            raise ModelNotFound(go_quote(name), template="model {name} not found, try pulling it first") from None
+            raise ModelNotFound(quote(name), template="model {name} not found, try pulling it first") from None  # Go's %q
 
     @asynccontextmanager
     async def _lease(self, name: str, capability: str, options: dict[str, Any], keep_alive: Any) -> AsyncIterator[_Leased]:
@@ -146,11 +144,6 @@ def _matrix(rows: list[list[float | None]]) -> Vectors:
         return np.array(rows, dtype=np.float32)
     except TypeError:
         return np.array([[np.nan if x is None else x for x in row] for row in rows], dtype=np.float32)
-
-
-def go_quote(text: str) -> str:
-    """Go's ``%q`` for ordinary text."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _too_long(error: RunnerHTTPError) -> bool:

@@ -1,8 +1,9 @@
-"""A requested model name → everything a request needs to run it (blocking file reads).
+"""A requested model name → everything a request needs to run it.
 
 ``resolve_model`` reads the manifest's layers (or the in-place GGUF) and the GGUF header once per
-request (each kept while unchanged: manifests, layer files, headers); the Go TEMPLATE is parsed once per distinct text (``go_template``), since every request for
-a model renders with the same tree.
+request (each kept while unchanged: manifests, layer files, headers; a header not parsed before is
+parsed in a thread); the Go TEMPLATE is parsed once per distinct text (``go_template``), since every
+request for a model renders with the same tree.
 """
 
 from __future__ import annotations

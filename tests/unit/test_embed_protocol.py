@@ -15,7 +15,7 @@ from supervisor.protocol.embed import Embedded, EmbedRequest, Ranked, RerankRequ
 from supervisor.protocol.ollama import dumps
 from supervisor.protocol.openai import embeddings_reply, embeddings_request, error_body, rerank_request
 from supervisor.protocol.openai import rerank_reply as openai_rerank_reply
-from supervisor.service.embedding import go_quote, l2_normalize
+from supervisor.service.embedding import l2_normalize
 
 
 @pytest.mark.parametrize(
@@ -55,10 +55,6 @@ def test_l2_normalize_keeps_zero_rows_zero() -> None:
     out = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32))
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
     assert out.dtype == np.float32
-
-
-def test_go_quote() -> None:
-    assert go_quote('a"b\\c') == '"a\\"b\\\\c"'
 
 
 def test_openai_embeddings_request_and_reply() -> None:
