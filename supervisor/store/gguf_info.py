@@ -295,10 +295,10 @@ def capabilities(info: GGUFInfo, has_projector: bool = False) -> list[str]:
     """Capabilities that follow from the GGUF (and a projector layer), in Ollama's order.
 
     ``completion``, ``embedding`` (``<arch>.pooling_type`` present) or ``rerank`` (pooling type
-    rank: a cross-encoder scores query/document pairs and has no use as an embedder), then ``vision`` (projector or
-    ``<arch>.vision.block_count``), ``tools`` (Jinja template mentions ``tools``/``tool_call``),
-    ``thinking`` (template has ``<think>`` and ``</think>``). Go-template capabilities (``insert``,
-    ``.Tools``) belong to whoever renders the Go template.
+    rank: a cross-encoder scores query/document pairs and has no use as an embedder), then
+    ``vision`` (projector or ``<arch>.vision.block_count``), ``tools`` (Jinja template mentions
+    ``tools``/``tool_call``), ``thinking`` (template has ``<think>`` and ``</think>``). Go-template
+    capabilities (``insert``, ``.Tools``) belong to whoever renders the Go template.
     """
     pooling = info.pooling_type
     caps = ["completion" if not info.has_pooling_type else "rerank" if pooling == POOLING_RANK else "embedding"]
