@@ -254,7 +254,7 @@ class RunnerPool:
                 queued = False
                 assert entry.process is not None
                 assert entry.process.session is not None
-                yield Runner(entry, RunnerClient(entry.process.socket_path))
+                yield Runner(entry, entry.process.client)
         except asyncio.CancelledError:
             if queued:
                 log.info("request canceled while queued", model=spec.name, status=499)

@@ -9,6 +9,12 @@ headers, chunked or length-delimited body) instead of aiohttp's client: each rea
 read callback, and a diverted stream (``EventStream.divert``) hands its events on right there. Each
 stream has its own connection, closed when the stream ends (llama-server closes streamed
 connections anyway).
+
+JSON calls (tokenize, templates, embeddings) keep their connection open for the next one: a few
+idle connections per runner (``IDLE_CONNECTIONS``; each holds one of llama-server's HTTP threads,
+of which it has at least ``--parallel`` + 4). A connection llama-server closes while idle is
+dropped, and one it closes just as it is reused is retried once on a fresh connection (nothing of
+the reply had arrived, so llama-server never read the request).
 """
 
 from __future__ import annotations
@@ -55,24 +61,55 @@ def _event_error(err: Any) -> RunnerHTTPError:
     return RunnerHTTPError(str(err), status=500)
 
 
+IDLE_CONNECTIONS = 2  # kept open per runner for the next JSON call
+
+
 class RunnerClient:
-    """Talks to one llama-server on its Unix socket ``socket_path``: each call on a connection of its own."""
+    """Talks to one llama-server on its Unix socket ``socket_path``. Owned by the runner's process
+    (``close`` when it stops): JSON calls reuse its idle connections, each stream has its own."""
 
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
+        self._idle: list[_EventProtocol] = []
+        self._closed = False
 
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         """The JSON reply; llama-server's error status and message as ``RunnerHTTPError``."""
-        protocol = await _connect(self.socket_path, _request_bytes(path, orjson.dumps(body)), sse=False)
+        request = _request_bytes(path, orjson.dumps(body), keep_alive=True)
+        while self._idle:
+            protocol = self._idle.pop()
+            if not protocol.reuse(request):
+                continue
+            try:
+                return await self._reply(protocol)
+            except RunnerConnectionLost:
+                if protocol.answered:
+                    raise
+                # closed by llama-server as it was reused, before any reply: try the next one
+        return await self._reply(await _connect(self.socket_path, request, sse=False))
+
+    async def _reply(self, protocol: _EventProtocol) -> Any:
+        assert protocol.transport is not None
         try:
             while not protocol.ended:
                 await protocol.wait()
         finally:
-            assert protocol.transport is not None
-            protocol.transport.close()
+            if protocol.error is None and protocol.ended and protocol.keep_alive and not self._closed \
+                    and len(self._idle) < IDLE_CONNECTIONS:  # fmt: skip
+                self._idle.append(protocol)
+            else:
+                protocol.transport.close()
         if protocol.error is not None:
             raise protocol.error
         return orjson.loads(b"".join(protocol.body))
+
+    def close(self) -> None:
+        """Close the idle connections; later JSON calls each close theirs."""
+        self._closed = True
+        while self._idle:
+            transport = self._idle.pop().transport
+            assert transport is not None
+            transport.close()
 
     def stream(self, path: str, body: dict[str, Any]) -> EventStream:
         """Each ``data:`` event of an SSE response; stops at ``[DONE]`` or the end of the body."""
@@ -91,6 +128,10 @@ class _EventProtocol(asyncio.Protocol):
     def __init__(self, sse: bool = True) -> None:
         self.sse = sse  # False: the body is kept whole (``body``), for a JSON reply
         self.transport: asyncio.Transport | None = None
+        self._start()
+
+    def _start(self) -> None:
+        """The state of a response not yet begun."""
         self.events: collections.deque[dict[str, Any]] = collections.deque()
         self.sink: Callable[[dict[str, Any]], bool] | None = None
         self.congested = False  # the sink asked for a pause: reading stops until it has drained
@@ -103,6 +144,20 @@ class _EventProtocol(asyncio.Protocol):
         self._left: int | None = None  # Content-Length not yet received (None: until the close)
         self._lines = b""  # a partial SSE line
         self.body: list[bytes] = []  # an error reply's body, or the whole body when not ``sse``
+        self.keep_alive = False  # the response leaves the connection open for another request
+
+    @property
+    def answered(self) -> bool:
+        """Whether any of the response has arrived."""
+        return bool(self._status or self._raw)
+
+    def reuse(self, request: bytes) -> bool:
+        """Send ``request`` on this (idle, finished) connection; False if it has been closed since."""
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self._start()
+        self.transport.write(request)
+        return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -149,7 +204,7 @@ class _EventProtocol(asyncio.Protocol):
                     raise RunnerConnectionLost("response headers too long")
                 self._raw = raw
                 return
-            self._status, self._chunked, self._left = _parse_head(raw[: end + 4])
+            self._status, self._chunked, self._left, self.keep_alive = _parse_head(raw[: end + 4])
             raw = raw[end + 4 :]
         if not self._chunked:
             self._raw = b""
@@ -297,21 +352,22 @@ async def _connect(socket_path: Path, request: bytes, *, sse: bool) -> _EventPro
 _HEAD_LIMIT = 1 << 20
 
 
-def _request_bytes(path: str, body: bytes) -> bytes:
+def _request_bytes(path: str, body: bytes, *, keep_alive: bool = False) -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: llama-server\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     )
     return head.encode() + body
 
 
-def _parse_head(raw: bytes) -> tuple[int, bool, int | None]:
-    """Status, whether the body is chunked, and its length when given."""
+def _parse_head(raw: bytes) -> tuple[int, bool, int | None, bool]:
+    """Status, whether the body is chunked, its length when given, and whether the connection stays
+    open after it (HTTP/1.1, a delimited body, no ``Connection: close``)."""
     lines = raw.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():
         raise RunnerConnectionLost(f"bad status line from llama-server: {lines[0]!r}")
-    chunked, length = False, None
+    chunked, length, close = False, None, parts[0] != "HTTP/1.1"
     for line in lines[1:]:
         name, _, value = line.partition(":")
         key = name.strip().lower()
@@ -319,4 +375,6 @@ def _parse_head(raw: bytes) -> tuple[int, bool, int | None]:
             chunked = True
         elif key == "content-length" and value.strip().isdigit():
             length = int(value.strip())
-    return int(parts[1]), chunked, length
+        elif key == "connection" and "close" in value.lower():
+            close = True
+    return int(parts[1]), chunked, length, not close and (chunked or length is not None)

@@ -35,6 +35,7 @@ import aiohttp
 import structlog
 
 from ..errors import RunnerStartError
+from .client import RunnerClient
 from .memlog import MemoryLog
 
 TAIL_LINES = 40
@@ -79,6 +80,7 @@ class RunnerProcess:
         self.socket_path = socket_path
         self.base_url = "http://llama-server"  # the host part is unused on a Unix socket
         self.session: aiohttp.ClientSession | None = None
+        self.client = RunnerClient(socket_path)  # API calls; ``session`` is for health checks
         self.load_timeout = load_timeout
         self.stop_grace = stop_grace
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -235,6 +237,7 @@ class RunnerProcess:
             if self._pump is not None:
                 await asyncio.wait({self._pump}, timeout=1.0)
                 self._pump.cancel()
+            self.client.close()
             if self.session is not None:
                 await self.session.close()
             self.socket_path.unlink(missing_ok=True)

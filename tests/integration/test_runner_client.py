@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from supervisor.errors import ContextOverflow, RunnerHTTPError
-from supervisor.runner.client import RunnerClient, RunnerConnectionLost
+from supervisor.runner.client import IDLE_CONNECTIONS, RunnerClient, RunnerConnectionLost
 
 OK_CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -240,3 +240,133 @@ async def test_post_json_reads_a_chunked_reply_and_raises_runner_errors(tmp_path
     async with client_for(tmp_path, OneShot([b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"partial"])) as client:
         with pytest.raises(RunnerConnectionLost):
             await client.post_json("/x", {})
+
+
+class KeepAlive:
+    """A keep-alive JSON server: answers each request on a connection with ``{"n": <request number>}``
+    (length-delimited). ``close_after``: the connection is closed once it has answered that many;
+    ``close_header``: its replies say ``Connection: close`` (and it closes after one)."""
+
+    def __init__(self, close_after: int | None = None, close_header: bool = False) -> None:
+        self.close_after, self.close_header = close_after, close_header
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.closed_by_client = 0
+        self._closes = asyncio.Condition()
+
+    async def wait_closed_by_client(self, count: int) -> None:
+        async with self._closes:
+            await asyncio.wait_for(self._closes.wait_for(lambda: self.closed_by_client >= count), 10)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        answered = 0
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:  # the client closed its end
+                async with self._closes:
+                    self.closed_by_client += 1
+                    self._closes.notify_all()
+                break
+            length = int(head.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
+            await reader.readexactly(length)
+            self.requests.append(head)
+            if self.close_after is not None and answered == self.close_after:
+                break  # closes as the next request arrives, without answering it
+            body = b'{"n":%d}' % len(self.requests)
+            connection = b"Connection: close\r\n" if self.close_header else b""
+            writer.write(b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s" % (connection, len(body), body))
+            await writer.drain()
+            answered += 1
+            if self.close_header:
+                break
+        writer.close()
+
+
+@asynccontextmanager
+async def keep_alive_client(tmp_path: Path, server: KeepAlive) -> AsyncIterator[RunnerClient]:
+    sock = tmp_path / "k.sock"
+    srv = await asyncio.start_unix_server(server.handle, path=str(sock))
+    client = RunnerClient(sock)
+    try:
+        yield client
+    finally:
+        client.close()
+        srv.close()
+
+
+async def test_json_calls_reuse_an_idle_connection(tmp_path: Path) -> None:
+    server = KeepAlive()
+    async with keep_alive_client(tmp_path, server) as client:
+        assert [await client.post_json("/tokenize", {"content": str(i)}) for i in range(3)] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert server.connections == 1
+    assert all(b"Connection: keep-alive\r\n" in head for head in server.requests)
+
+
+async def test_concurrent_json_calls_keep_at_most_the_idle_limit_open(tmp_path: Path) -> None:
+    server = KeepAlive()
+    async with keep_alive_client(tmp_path, server) as client:
+        await asyncio.gather(*(client.post_json("/tokenize", {}) for _ in range(IDLE_CONNECTIONS + 2)))
+        assert server.connections == IDLE_CONNECTIONS + 2
+        await server.wait_closed_by_client(2)  # the two connections beyond the limit
+        await asyncio.gather(*(client.post_json("/tokenize", {}) for _ in range(IDLE_CONNECTIONS)))
+        assert server.connections == IDLE_CONNECTIONS + 2  # the idle ones were reused
+
+
+async def test_a_reply_saying_connection_close_is_not_reused(tmp_path: Path) -> None:
+    server = KeepAlive(close_header=True)
+    async with keep_alive_client(tmp_path, server) as client:
+        assert await client.post_json("/x", {}) == {"n": 1}
+        assert await client.post_json("/x", {}) == {"n": 2}
+    assert server.connections == 2
+
+
+async def test_a_connection_closed_as_it_is_reused_is_retried_on_a_fresh_one(tmp_path: Path) -> None:
+    """llama-server closing an idle connection just as the next request goes out: that request was
+    never read (no reply byte came back), so it is sent again on a new connection."""
+    server = KeepAlive(close_after=1)
+    async with keep_alive_client(tmp_path, server) as client:
+        assert await client.post_json("/x", {}) == {"n": 1}
+        assert await client.post_json("/x", {}) == {"n": 3}  # request 2 went unanswered
+    assert server.connections == 2
+
+
+async def test_a_reply_cut_short_on_a_reused_connection_is_not_retried(tmp_path: Path) -> None:
+    body = b'{"n":1}'
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"partial"
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        for reply in (first, cut):
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readuntil(b"}")
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    sock = tmp_path / "c.sock"
+    srv = await asyncio.start_unix_server(handle, path=str(sock))
+    client = RunnerClient(sock)
+    try:
+        assert await client.post_json("/x", {}) == {"n": 1}
+        with pytest.raises(RunnerConnectionLost):
+            await client.post_json("/x", {})
+    finally:
+        client.close()
+        srv.close()
+    assert connections == 1
+
+
+async def test_close_closes_the_idle_connections(tmp_path: Path) -> None:
+    server = KeepAlive()
+    async with keep_alive_client(tmp_path, server) as client:
+        await client.post_json("/x", {})
+        client.close()
+        await server.wait_closed_by_client(1)
+        assert await client.post_json("/x", {}) == {"n": 2}  # still works, on a connection of its own
+        await server.wait_closed_by_client(2)
+    assert server.connections == 2
