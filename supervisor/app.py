@@ -21,9 +21,11 @@ import structlog
 from aiohttp import web
 
 from .api.errors import error_middleware
-from .api.keys import BUILD, CATALOG, EMBED, INFERENCE, PLAN, POOL, SETTINGS
-from .api import openai_routes
+from .api.keys import BUILD, CATALOG, EMBED, FETCH, INFERENCE, PLAN, POOL, SETTINGS
+from .api import anthropic_routes, openai_routes
 from .api.ollama_routes import add_routes
+from .api import responses_routes
+from .api.keys import RESPONSES
 from .pool.hardware import Inventory, probe_inventory, refresh
 from .pool.inventory_file import inventory_from_file
 from .pool.placement import Limits, default_num_ctx, max_loaded_models
@@ -35,8 +37,10 @@ from .runner.strays import owner_token, stop_strays
 from .modelfile.build import BuildContext
 from .service.catalog import CatalogService
 from .service.embedding import EmbedService
+from .service.fetch import ImageFetcher
 from .service.inference import InferenceService
 from .service.planning import PlanService
+from .service.responses import ResponseStore
 from .settings import Settings
 from .store import ModelStore, StoreLayout
 from .store.guard import StoreGuard
@@ -126,9 +130,12 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     app[CATALOG] = CatalogService(store, index, guard, pool)
     app[BUILD] = BuildContext(store=store, index=index, guard=guard, llama_server=binary)
+    app[RESPONSES] = ResponseStore(settings.responses_max, settings.responses_ttl)
+    app[FETCH] = ImageFetcher(settings)
     try:
         yield
     finally:
+        await app[FETCH].close()
         await pool.close()
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -138,5 +145,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     add_routes(app)
     openai_routes.add_routes(app)
+    responses_routes.add_routes(app)
+    anthropic_routes.add_routes(app)
     app.cleanup_ctx.append(_lifetime)
     return app

@@ -8,6 +8,7 @@ creates directories.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from .durations import DurationError, parse_go_duration
 from .errors import ConfigError
 
 DEFAULT_PORT = 11434
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,13 @@ class Settings:
     hardware_file: Path | None = None  # LLAMASUP_HARDWARE: a YAML inventory used instead of probing
     health_interval: float = 5.0  # seconds between /health checks of a loaded runner
     health_timeout: float = 10.0  # a runner that misses two checks in a row is replaced
+    responses_max: int = 1000  # LLAMASUP_RESPONSES_MAX: /v1/responses kept for previous_response_id (0: none)
+    responses_ttl: float = 3600.0  # LLAMASUP_RESPONSES_TTL: seconds (or a Go duration) each is kept
+    # OpenAI image URLs, fetched by llamasup (Ollama refuses them)
+    image_fetch: bool = True  # LLAMASUP_IMAGE_FETCH=0: refuse image URLs, as Ollama does
+    image_fetch_max_bytes: int = 20 << 20  # LLAMASUP_IMAGE_FETCH_MAX_BYTES: all of a request's images
+    image_fetch_timeout: float = 10.0  # LLAMASUP_IMAGE_FETCH_TIMEOUT: seconds for all of a request's images
+    image_fetch_allow: tuple[Network, ...] = ()  # LLAMASUP_IMAGE_FETCH_ALLOW: private networks allowed anyway
 
     @property
     def listen_url(self) -> str:
@@ -143,6 +152,21 @@ def _parse_bool(value: str) -> bool:
     return True  # Ollama: an unparsable non-empty value means true
 
 
+def parse_ttl(name: str, value: str) -> float:
+    """A positive number of seconds or a Go duration (``90``, ``1h30m``)."""
+    s = _clean(value)
+    try:
+        seconds = float(s)
+    except ValueError:
+        try:
+            seconds = parse_go_duration(s)
+        except DurationError:
+            raise ConfigError(f"{name}={value!r} must be seconds or a duration such as 1h") from None
+    if not seconds > 0:
+        raise ConfigError(f"{name}={value!r} must be positive")
+    return seconds
+
+
 def _parse_uint(value: str, default: int) -> int:
     try:
         n = int(_clean(value))
@@ -154,6 +178,29 @@ def _parse_uint(value: str, default: int) -> int:
 def parse_model_dirs(value: str) -> tuple[Path, ...]:
     """``LLAMASUP_MODEL_DIRS``: directories separated by ``os.pathsep`` (``:``), like ``PATH``."""
     return tuple(Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip())
+
+
+def parse_networks(value: str | list[Any]) -> tuple[Network, ...]:
+    """``LLAMASUP_IMAGE_FETCH_ALLOW``: CIDR networks separated by commas (``127.0.0.0/8,::1``); a bare
+    address is a network of one."""
+    items = value.split(",") if isinstance(value, str) else value
+    out = []
+    for item in items:
+        text = _clean(str(item))
+        if not text:
+            continue
+        try:
+            out.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as e:
+            raise ConfigError(f"image_fetch_allow (LLAMASUP_IMAGE_FETCH_ALLOW): {e}") from e
+    return tuple(out)
+
+
+def _parse_seconds(name: str, value: str) -> float:
+    try:
+        return float(_clean(value))
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} must be a number of seconds") from None
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -217,6 +264,18 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         out["model_dirs"] = parse_model_dirs(_clean(v))
     if (v := get("LLAMASUP_STOP_GRACE")) is not None:
         out["stop_grace"] = float(_clean(v))
+    if (v := get("LLAMASUP_RESPONSES_MAX")) is not None:
+        out["responses_max"] = _parse_uint(v, Settings.responses_max)
+    if (v := get("LLAMASUP_RESPONSES_TTL")) is not None:
+        out["responses_ttl"] = parse_ttl("LLAMASUP_RESPONSES_TTL", v)
+    if (v := get("LLAMASUP_IMAGE_FETCH")) is not None:
+        out["image_fetch"] = _parse_bool(v)
+    if (v := get("LLAMASUP_IMAGE_FETCH_MAX_BYTES")) is not None:
+        out["image_fetch_max_bytes"] = _parse_uint(v, Settings.image_fetch_max_bytes)
+    if (v := get("LLAMASUP_IMAGE_FETCH_TIMEOUT")) is not None:
+        out["image_fetch_timeout"] = _parse_seconds("LLAMASUP_IMAGE_FETCH_TIMEOUT", v)
+    if (v := get("LLAMASUP_IMAGE_FETCH_ALLOW")) is not None:
+        out["image_fetch_allow"] = parse_networks(v)
     return out
 
 
@@ -246,8 +305,14 @@ def _from_file(path: Path) -> dict[str, Any]:
         elif key == "model_dirs":
             items = value if isinstance(value, list) else parse_model_dirs(str(value))
             out[key] = tuple(Path(str(item)).expanduser() for item in items)
+        elif key == "responses_ttl":
+            out[key] = parse_ttl(f"config file {path}: {key}", str(value))
         elif key == "origins":
             out[key] = tuple(value) if isinstance(value, list) else tuple(str(value).split(","))
+        elif key == "image_fetch_allow":
+            out[key] = parse_networks(value if isinstance(value, list) else str(value))
+        elif key == "image_fetch_timeout":
+            out[key] = _parse_seconds(f"config file {path}: {key}", str(value))
         else:
             out[key] = value
     return out
@@ -280,6 +345,10 @@ def load_settings(env: Mapping[str, str] | None = None, flags: Mapping[str, Any]
         raise ConfigError(str(e)) from e
     if settings.log_format not in ("auto", "console", "json"):
         raise ConfigError(f"log format {settings.log_format!r} must be auto, console or json")
+    if not settings.image_fetch_timeout > 0:
+        raise ConfigError(f"image fetch timeout {settings.image_fetch_timeout!r} must be a positive number of seconds")
+    if settings.image_fetch_max_bytes < 1:
+        raise ConfigError(f"image fetch size limit {settings.image_fetch_max_bytes!r} must be a positive number of bytes")
     if settings.num_parallel < 1:
         settings = replace(settings, num_parallel=1)
     return settings

@@ -8,8 +8,10 @@ from ..modelfile.build import BuildContext
 from ..pool.pool import RunnerPool
 from ..service.catalog import CatalogService
 from ..service.embedding import EmbedService
+from ..service.fetch import ImageFetcher
 from ..service.inference import InferenceService
 from ..service.planning import PlanService
+from ..service.responses import ResponseStore
 from ..settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +21,5 @@ EMBED = web.AppKey("embed", EmbedService)
 CATALOG = web.AppKey("catalog", CatalogService)
 BUILD = web.AppKey("build", BuildContext)
 PLAN = web.AppKey("plan", PlanService)
+RESPONSES = web.AppKey("responses", ResponseStore)
+FETCH = web.AppKey("fetch", ImageFetcher)

@@ -7,13 +7,24 @@ Cohere's clients send; Ollama has no rerank (#3368).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import AsyncGenerator, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
 from ..protocol import ollama as wire
 from ..protocol import openai
-from .keys import CATALOG, EMBED
+from ..protocol import openai_chat as chat
+from ..protocol.ollama_requests import ChatRequest, GenerateRequest
+from ..service.choices import merge
+from ..service.output import collect
+from ..service.relay import Chunk
+from .keys import CATALOG, EMBED, FETCH, INFERENCE
 from .streaming import json_response as _json
+from .streaming import respond
+
+R = TypeVar("R", ChatRequest, GenerateRequest)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -37,7 +48,44 @@ async def rerank(request: web.Request) -> web.Response:
     return _json(openai.rerank_reply(req, await request.app[EMBED].rerank(req)))
 
 
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    data = wire.decode_body(await request.read())
+    urls = chat.remote_images(data)
+    fetched = await request.app[FETCH].fetch(urls) if urls else {}
+    req, opts = chat.chat_request(data, fetched)
+    chunks = _choices(req, opts.n, request.app[INFERENCE].chat)
+    return await respond(request, chunks, stream=opts.stream, framing=chat.chat_stream(req.model, opts),
+                         collect=lambda c: chat.chat_reply(req.model, _finals(c, opts.n)))  # fmt: skip
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    req, opts = chat.completion_request(wire.decode_body(await request.read()))
+    chunks = _choices(req, opts.n, request.app[INFERENCE].generate)
+    return await respond(request, chunks, stream=opts.stream, framing=chat.completion_stream(req.model, opts),
+                         collect=lambda c: chat.completion_reply(req.model, _finals(c, opts.n), opts.echo))  # fmt: skip
+
+
+def _choices(req: R, n: int, use_case: Callable[[R], AsyncGenerator[Chunk, None]]) -> AsyncGenerator[Chunk, None]:
+    """One generation, or ``n`` run side by side (each with its own seed, when one is given)."""
+    if n == 1:
+        return use_case(req)
+    seed = req.options.get("seed")
+    variants = [dataclasses.replace(req, options=req.options | ({"seed": seed + i} if isinstance(seed, int) else {}))
+                for i in range(n)]  # fmt: skip
+    return merge([use_case(v) for v in variants], lambda i, c: c | {chat.CHOICE: i})
+
+
+def _finals(chunks: list[Chunk], n: int) -> list[Chunk]:
+    """Each choice's chunks folded into its one reply (``collect``), in choice order."""
+    per: list[list[Chunk]] = [[] for _ in range(n)]
+    for c in chunks:
+        per[c.pop(chat.CHOICE, 0)].append(c)
+    return [collect(p) for p in per]
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model:.+}", model)
     app.router.add_post("/v1/embeddings", embeddings)

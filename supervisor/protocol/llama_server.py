@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest
-from .ollama_requests import Message, Think
+from .ollama_requests import ChatRequest, Message, Think
 
 _SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -111,3 +111,28 @@ def chat_body(
             body["reasoning_effort"] = think.level
         body["chat_template_kwargs"] = kwargs
     return body
+
+
+def tool_fields(req: ChatRequest) -> dict[str, Any]:
+    """``tool_choice`` and ``parallel_tool_calls`` for llama-server's chat endpoint, when asked for."""
+    out: dict[str, Any] = {}
+    if req.tools and req.tool_choice != "auto":
+        out["tool_choice"] = req.tool_choice
+    if req.parallel_tool_calls is not None:
+        out["parallel_tool_calls"] = req.parallel_tool_calls
+    return out
+
+
+def forced_call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A JSON schema whose every instance is a call of one of ``tools``
+    (``{"name": …, "arguments": {…}}``): the format that makes a Go-template model call a tool."""
+
+    def call(tool: dict[str, Any]) -> dict[str, Any]:
+        function = tool.get("function") or {}
+        parameters = function.get("parameters")
+        arguments = parameters if isinstance(parameters, dict) and parameters else {"type": "object"}
+        return {"type": "object", "properties": {"name": {"const": function.get("name", "")}, "arguments": arguments},
+                "required": ["name", "arguments"]}  # fmt: skip
+
+    calls = [call(t) for t in tools]
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}

@@ -268,6 +268,11 @@ class GenerateRequest(_Common):
 class ChatRequest(_Common):
     messages: list[Message] = field(default_factory=list)
     tools: list[dict[str, Any]] = field(default_factory=list)
+    # beyond Ollama, set by the OpenAI and Anthropic translations: "required" makes the model call a
+    # tool; False keeps only the first call
+    tool_choice: str = "auto"
+    parallel_tool_calls: bool | None = None
+    think_if_able: bool = False  # thinking asked of a model that cannot is dropped, not refused (Anthropic)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChatRequest:

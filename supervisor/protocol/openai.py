@@ -35,7 +35,8 @@ def models_reply(refs: list[ModelRef]) -> dict[str, Any]:
     return {"object": "list", "data": [model_object(ref) for ref in refs] or None}
 
 
-def _model(data: dict[str, Any]) -> str:
+def model_field(data: dict[str, Any]) -> str:
+    """The body's ``model`` (a non-string is ``invalid model``)."""
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidJSON("invalid model")
@@ -61,7 +62,7 @@ def embeddings_request(data: dict[str, Any]) -> tuple[EmbedRequest, str]:
     dimensions = data.get("dimensions")
     if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int)):
         raise BadRequest("invalid dimensions")
-    return EmbedRequest(model=_model(data), inputs=inputs, dimensions=dimensions or 0), encoding.lower()
+    return EmbedRequest(model=model_field(data), inputs=inputs, dimensions=dimensions or 0), encoding.lower()
 
 
 def embeddings_reply(model: str, result: Embedded, encoding: str) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def embeddings_reply(model: str, result: Embedded, encoding: str) -> dict[str, A
 def rerank_request(data: dict[str, Any]) -> RerankRequest:
     """A Jina or Cohere rerank body (``documents`` as strings or ``{"text"}``; the documents come
     back only when ``return_documents`` asks)."""
-    _model(data)  # a model that is not a string: "invalid model", as for embeddings
+    model_field(data)  # a model that is not a string: "invalid model", as for embeddings
     query = data.get("query")
     if not isinstance(query, str):
         raise BadRequest("query is required" if query is None else "query must be a string")

@@ -28,7 +28,7 @@ from ..errors import BadRequest, ContextOverflow, LlamasupError, MissingCapabili
 from ..pool.hardware import cpu_flags, repack_is_safe
 from ..pool.pool import UNSET, Runner, RunnerPool, RunnerSpec
 from ..protocol import ollama as wire
-from ..protocol.llama_server import chat_body, check_images
+from ..protocol.llama_server import chat_body, check_images, forced_call_schema, tool_fields
 from ..protocol.ollama_requests import ChatRequest, GenerateRequest, Message, Think
 from ..runner.client import RunnerConnectionLost
 from ..settings import Settings
@@ -95,10 +95,13 @@ class InferenceService:
 
     # -- checks -------------------------------------------------------------------------------------
     @staticmethod
-    def _think(model: ResolvedModel, requested: Think | None, name: str) -> Think | None:
-        """The request's ``think``; on by default for thinking models; refused for the others."""
+    def _think(model: ResolvedModel, requested: Think | None, name: str, *, if_able: bool = False) -> Think | None:
+        """The request's ``think``; on by default for thinking models; refused for the others (or
+        dropped, ``if_able``)."""
         thinks = "thinking" in model.capabilities
         if requested is not None and requested.enabled and not thinks:
+            if if_able:
+                return None
             raise MissingCapability(f'"{name}" does not support thinking')
         if requested is None and thinks:
             return Think(True, explicit=False)
@@ -120,11 +123,12 @@ class InferenceService:
             raise LlamasupError(str(e)) from None
 
     # -- runner and request fields -----------------------------------------------------------------
-    def _plan(self, model: ResolvedModel, req: GenerateRequest | ChatRequest, *, chat_api: bool) -> _Plan:
+    def _plan(self, model: ResolvedModel, req: GenerateRequest | ChatRequest, *, chat_api: bool, fmt: Any = None) -> _Plan:
+        """``fmt``: a format that replaces the request's (a forced tool call)."""
         options = wire.resolve_options(model.params, req.options)
         spec = runner_spec(model, options.runner, self.settings, repack=self.repack, default_ctx=self.default_ctx)
         config = spec.config
-        body = dict(options.sampling) | wire.format_fields(req.format, chat=chat_api)
+        body = dict(options.sampling) | wire.format_fields(req.format if fmt is None else fmt, chat=chat_api)
         # num_predict is bounded by the per-slot context the runner is planned with.
         body["n_predict"] = wire.bound_num_predict(int(body.get("n_predict", -1)), config.ctx_per_slot)
         top: int | None = None
@@ -170,7 +174,7 @@ class InferenceService:
         return events
 
     def _splitter(
-        self, tset: TemplateSet | None, think: Think | None, tools: Sequence[dict[str, Any]], prompt: str
+        self, tset: TemplateSet | None, think: Think | None, tools: Sequence[dict[str, Any]], prompt: str, *, forced: bool = False
     ) -> tuple[OutputSplitter, str]:
         """Parsers for the model's text, and the closing thinking tag (empty when not thinking)."""
         thinking = None
@@ -185,7 +189,9 @@ class InferenceService:
         parser = None
         if tools:
             names = [str((t.get("function") or {}).get("name", "")) for t in tools]
-            parser = ToolCallParser(tool_call_tag(tset) if tset is not None else None, names)
+            # a forced call is constrained to bare JSON (``forced_call_schema``), whatever the template's tag
+            tag = "{" if forced else tool_call_tag(tset) if tset is not None else None
+            parser = ToolCallParser(tag, names)
         return OutputSplitter(thinking, parser), closing
 
     # -- prompts ------------------------------------------------------------------------------------
@@ -360,12 +366,13 @@ class InferenceService:
             self.pool.expire(str(model.path))
             yield self._control(req.model, "unload", chat=True)
             return
-        think = self._think(model, req.think, req.model)
+        think = self._think(model, req.think, req.model, if_able=req.think_if_able)
         needed = (["tools"] if req.tools else []) + (["vision"] if any(m.images for m in req.messages) else [])
         self._require(model, req.model, "chat", *needed)
         check_images([i for m in req.messages for i in m.images])
         tset = go_template(model.template) if model.template else None
-        plan = self._plan(model, req, chat_api=tset is None)
+        forced = tset is not None and req.tool_choice == "required" and bool(req.tools)
+        plan = self._plan(model, req, chat_api=tset is None, fmt=forced_call_schema(req.tools) if forced else None)
         async with self.pool.lease(plan.spec, keep_alive) as runner:
             load_ns = time.monotonic_ns() - start
             if not req.messages:
@@ -382,6 +389,22 @@ class InferenceService:
                     if chunk["done"]:
                         chunk.update(wire.metrics(chunk.pop("_timings", None), total_ns=time.monotonic_ns() - start, load_ns=load_ns))  # fmt: skip
                     yield chunk
+
+    async def count_tokens(self, req: ChatRequest) -> int:
+        """The tokens of the prompt ``req``'s messages and tools render to (nothing is generated)."""
+        model = await resolve_model(self.models, req.model)
+        think = self._think(model, req.think, req.model, if_able=req.think_if_able)
+        self._require(model, req.model, "chat", *(["tools"] if req.tools else []))
+        tset = go_template(model.template) if model.template else None
+        plan = self._plan(model, req, chat_api=tset is None)
+        async with self.pool.lease(plan.spec, wire.parse_keep_alive(req.keep_alive, UNSET)) as runner:
+            has_projector = model.projector is not None
+            renderer: Renderer
+            if tset is not None:
+                renderer = GoRenderer(tset, runner.client, self.marker, has_projector, req.tools, think)
+            else:
+                renderer = NativeRenderer(runner.client, self.marker, has_projector, req.tools, think)
+            return await renderer.count(chat_messages(model, req.messages))
 
     @staticmethod
     def _message_chunk(req: ChatRequest, piece: Piece, logprobs: list[dict[str, Any]]) -> Chunk:
@@ -412,10 +435,17 @@ class InferenceService:
             return
         outcome: list[Outcome] = []
 
+        forced = req.tool_choice == "required" and bool(req.tools)
+        calls = 0
+
         def splitter(prompt: str) -> tuple[OutputSplitter, str]:
-            return self._splitter(tset, think, req.tools, prompt)
+            return self._splitter(tset, think, req.tools, prompt, forced=forced)
 
         def shape(piece: Piece, logprobs: list[dict[str, Any]]) -> Chunk:
+            nonlocal calls
+            if req.parallel_tool_calls is False and piece.calls:  # one call only
+                piece.calls = piece.calls[: max(0, 1 - calls)]
+            calls += len(piece.calls)
             return self._message_chunk(req, piece, logprobs)
 
         async for chunk in self._completion(runner, rendered, plan, req, splitter, shape, outcome):
@@ -441,7 +471,7 @@ class InferenceService:
         events = self._events(runner)
         top = plan.top_logprobs
         for attempt in range(_ATTEMPTS):
-            body = dict(plan.body, stream=True) | chat_body(messages, req.tools, think)
+            body = dict(plan.body, stream=True) | chat_body(messages, req.tools, think) | tool_fields(req)
             reader = NativeChatEvents(top, lambda piece, logprobs: self._message_chunk(req, piece, logprobs))
             started = False
             try:
