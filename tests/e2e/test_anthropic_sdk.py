@@ -177,17 +177,20 @@ async def test_tool_call(server: TestServer, model: str) -> None:
     assert _blocks(final) == _blocks(message) and final.stop_reason == "tool_use"
 
 
-@pytest.mark.parametrize("model", ["tools-go", "tools-native"])
-async def test_forced_tool_call(server: TestServer, model: str) -> None:
-    """tool_choice naming a tool forces a call to it whose input follows its schema, whatever the model
-    would have written (the named tool only, required)."""
-    clock: Any = {"name": "clock", "description": "The time", "input_schema": {"type": "object", "properties": {}}}
+CLOCK: Any = {"name": "clock", "description": "The time", "input_schema": {"type": "object", "properties": {}, "additionalProperties": False}}
+
+
+@pytest.mark.parametrize(("model", "forced", "expected"), [("tools-go", "clock", {}),
+                                                           ("tools-native", "get_weather", {"city": "Paris", "days": 2})])  # fmt: skip
+async def test_forced_tool_call(server: TestServer, model: str, forced: str, expected: dict[str, Any]) -> None:
+    """tool_choice naming a tool offers only that tool and requires a call: on a Go template the output is
+    constrained to a call of it (here a tool the script never calls, whose only valid input is {});
+    on a GGUF template llama-server is told (the script's own call comes back)."""
     message = await _async(server).messages.create(
-        model=model, max_tokens=128, messages=[{"role": "user", "content": "Weather?"}], tools=[clock, WEATHER],
-        tool_choice={"type": "tool", "name": "get_weather"})  # fmt: skip
+        model=model, max_tokens=256, messages=[{"role": "user", "content": "Weather?"}], tools=[CLOCK, WEATHER],
+        tool_choice={"type": "tool", "name": forced})  # fmt: skip
     calls = [b for b in message.content if b.type == "tool_use"]
-    assert [c.name for c in calls] == ["get_weather"] and message.stop_reason == "tool_use"
-    assert isinstance(calls[0].input, dict) and isinstance(calls[0].input["city"], str)
+    assert [(c.name, c.input) for c in calls] == [(forced, expected)] and message.stop_reason == "tool_use"
 
 
 @pytest.mark.parametrize("model", ["tools-go", "tools-native"])
