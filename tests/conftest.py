@@ -22,6 +22,7 @@ from supervisor.app import create_app
 from supervisor.settings import Settings
 from tests.models import write_model
 from tests.processes import stop_process, wait_until_serving
+from tests.projector_models import tiny_png
 from tests.store_helpers import install_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,3 +164,18 @@ def subprocess_server(tmp_path: Path, models_dir: Path, llama_server_bin: Path) 
     yield start
     for proc in procs:
         stop_process(proc)
+
+
+@pytest.fixture
+async def image_url() -> AsyncIterator[str]:
+    """A PNG served on 127.0.0.1 (for the routes that fetch image URLs)."""
+
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=tiny_png(), content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/cat.png", image)
+    served = TestServer(app, host="127.0.0.1", port=0)
+    await served.start_server()
+    yield base_url(served) + "/cat.png"
+    await served.close()

@@ -8,14 +8,13 @@ import base64
 import ipaddress
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import anthropic
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.chat_models import ANSWER_SCRIPT, WEATHER_TOOL, install_chat_models, write_chat_ggufs
@@ -236,21 +235,6 @@ async def test_thinking_dropped_on_a_model_that_cannot_think(server: TestServer)
 
 
 # -- images ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def image_url() -> AsyncIterator[str]:
-    """A PNG served on 127.0.0.1."""
-
-    async def image(request: web.Request) -> web.Response:
-        return web.Response(body=tiny_png(), content_type="image/png")
-
-    app = web.Application()
-    app.router.add_get("/cat.png", image)
-    site = TestServer(app, host="127.0.0.1", port=0)
-    await site.start_server()
-    yield base_url(site) + "/cat.png"
-    await site.close()
 
 
 async def test_images_reach_the_projector(start_server: ServerFactory, llama_server_bin: Path, models_dir: Path,

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import openai
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from tests.conftest import ServerFactory, base_url
 from tests.models import write_model
-from tests.projector_models import image_token_count, tiny_png, write_projector
+from tests.projector_models import image_token_count, write_projector
 from tests.store_helpers import install_gguf
 
 
@@ -21,21 +18,6 @@ from tests.store_helpers import install_gguf
 def vision_ggufs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("vision-url")
     return write_model(d / "text.gguf", preset="tiny"), write_projector(d / "mmproj.gguf", text_n_embd=128)
-
-
-@pytest.fixture
-async def image_url() -> AsyncIterator[str]:
-    """A PNG served on 127.0.0.1."""
-
-    async def image(request: web.Request) -> web.Response:
-        return web.Response(body=tiny_png(), content_type="image/png")
-
-    app = web.Application()
-    app.router.add_get("/cat.png", image)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    yield base_url(server) + "/cat.png"
-    await server.close()
 
 
 async def test_image_url_reaches_the_projector(start_server: ServerFactory, llama_server_bin: Path, models_dir: Path,

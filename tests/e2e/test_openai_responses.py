@@ -7,14 +7,13 @@ import asyncio
 import base64
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import openai
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.chat_models import WEATHER_TOOL, install_chat_models, write_chat_ggufs
@@ -259,21 +258,6 @@ async def test_store_false_is_not_kept(server: TestServer) -> None:
 
 
 # -- images ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def image_url() -> AsyncIterator[str]:
-    """A PNG served on 127.0.0.1."""
-
-    async def image(request: web.Request) -> web.Response:
-        return web.Response(body=tiny_png(), content_type="image/png")
-
-    app = web.Application()
-    app.router.add_get("/cat.png", image)
-    served = TestServer(app, host="127.0.0.1", port=0)
-    await served.start_server()
-    yield base_url(served) + "/cat.png"
-    await served.close()
 
 
 async def test_input_images_reach_the_projector(start_server: ServerFactory, llama_server_bin: Path, models_dir: Path,

@@ -20,81 +20,12 @@ import ollama
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.chat_models import ANSWER_SCRIPT, GO_CHATML, JINJA_CHATML_TOOLS, TOOL_SCRIPT, WEATHER_TOOL
 from tests.conftest import ServerFactory, base_url
 from tests.models import write_model
 from tests.projector_models import image_token_count, tiny_png, write_projector
 from tests.scripted_models import ASSISTANT_TRIGGER, write_scripted_model
 from tests.store_helpers import install_gguf
-
-# An Ollama-style ChatML template with tools and thinking replay, written for these tests.
-GO_CHATML = """{{- if or .System .Tools }}<|im_start|>system
-{{ if .System }}{{ .System }}{{ end }}
-{{- if .Tools }}
-
-# Tools
-<tools>
-{{- range .Tools }}
-{{ . }}
-{{- end }}
-</tools>
-{{- end }}<|im_end|>
-{{ end }}
-{{- range $i, $_ := .Messages }}
-{{- $last := eq (len (slice $.Messages $i)) 1 }}
-{{- if eq .Role "user" }}<|im_start|>user
-{{ .Content }}<|im_end|>
-{{ else if eq .Role "assistant" }}<|im_start|>assistant
-{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}
-{{- if .Content }}{{ .Content }}
-{{- else if .ToolCalls }}<tool_call>
-{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
-{{ end }}</tool_call>
-{{- end }}{{ if not $last }}<|im_end|>
-{{ end }}
-{{- else if eq .Role "tool" }}<|im_start|>user
-<tool_response>
-{{ .Content }}
-</tool_response><|im_end|>
-{{ end }}
-{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
-{{ end }}
-{{- end }}"""
-
-# The same conversation format as a GGUF Jinja template (Hermes-style tool calls, reasoning replay),
-# for the path where llama-server renders and parses.
-JINJA_CHATML_TOOLS = """{%- if tools %}<|im_start|>system
-# Tools
-<tools>
-{%- for tool in tools %}
-{{ tool | tojson }}
-{%- endfor %}
-</tools>
-For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
-<tool_call>
-{"name": <function-name>, "arguments": <args-json-object>}
-</tool_call><|im_end|>
-{% endif %}
-{%- for message in messages %}
-{%- if message.role == 'assistant' and message.tool_calls %}<|im_start|>assistant
-{%- for tc in message.tool_calls %}
-<tool_call>
-{"name": "{{ tc.function.name }}", "arguments": {{ tc.function.arguments | tojson }}}
-</tool_call>
-{%- endfor %}<|im_end|>
-{% elif message.role == 'tool' %}<|im_start|>user
-<tool_response>
-{{ message.content }}
-</tool_response><|im_end|>
-{% elif message.role == 'assistant' %}<|im_start|>assistant
-{% if message.reasoning_content %}<think>
-{{ message.reasoning_content }}
-</think>
-{% endif %}{{ message.content }}<|im_end|>
-{% else %}<|im_start|>{{ message.role }}
-{{ message.content }}<|im_end|>
-{% endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"""
 
 # A DeepSeek-R1-like variant: when thinking, the prompt itself ends by opening the thinking block.
 GO_OPENS_THINKING = GO_CHATML.replace(
@@ -103,22 +34,6 @@ GO_OPENS_THINKING = GO_CHATML.replace(
 )
 OPENED_SCRIPT = ["Thinking", " inside.", "</th", "ink>", "Done."]
 FIM_TEMPLATE = "{{- if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>{{- else }}{{ .Prompt }}{{- end }}"
-
-ANSWER_SCRIPT = ["<th", "ink>", "Let me", " see.", "</thi", "nk>", "The answer", " is 4."]
-TOOL_SCRIPT = ["<th", "ink>", "I need", " the weather.", "</thi", "nk>", "<tool_call>",
-               '\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}', "\n", "</tool_call>"]  # fmt: skip
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "required": ["city"],
-            "properties": {"city": {"type": "string", "description": "City name"}, "days": {"type": "integer"}},
-        },
-    },
-}
 
 
 @pytest.fixture(scope="session")
