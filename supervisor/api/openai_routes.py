@@ -16,6 +16,7 @@ from aiohttp import web
 from ..protocol import ollama as wire
 from ..protocol import openai
 from ..protocol import openai_chat as chat
+from ..protocol import openai_stream as out
 from ..protocol.ollama_requests import ChatRequest, GenerateRequest
 from ..service.choices import merge
 from ..service.output import collect
@@ -54,15 +55,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     fetched = await request.app[FETCH].fetch(urls) if urls else {}
     req, opts = chat.chat_request(data, fetched)
     chunks = _choices(req, opts.n, request.app[INFERENCE].chat)
-    return await respond(request, chunks, stream=opts.stream, framing=chat.chat_stream(req.model, opts),
-                         collect=lambda c: chat.chat_reply(req.model, _finals(c, opts.n)))  # fmt: skip
+    return await respond(request, chunks, stream=opts.stream, framing=out.chat_stream(req.model, opts),
+                         collect=lambda c: out.chat_reply(req.model, _finals(c, opts.n)))  # fmt: skip
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
     req, opts = chat.completion_request(wire.decode_body(await request.read()))
     chunks = _choices(req, opts.n, request.app[INFERENCE].generate)
-    return await respond(request, chunks, stream=opts.stream, framing=chat.completion_stream(req.model, opts),
-                         collect=lambda c: chat.completion_reply(req.model, _finals(c, opts.n), opts.echo))  # fmt: skip
+    return await respond(request, chunks, stream=opts.stream, framing=out.completion_stream(req.model, opts),
+                         collect=lambda c: out.completion_reply(req.model, _finals(c, opts.n), opts.echo))  # fmt: skip
 
 
 def _choices(req: R, n: int, use_case: Callable[[R], AsyncGenerator[Chunk, None]]) -> AsyncGenerator[Chunk, None]:
@@ -72,14 +73,14 @@ def _choices(req: R, n: int, use_case: Callable[[R], AsyncGenerator[Chunk, None]
     seed = req.options.get("seed")
     variants = [dataclasses.replace(req, options=req.options | ({"seed": seed + i} if isinstance(seed, int) else {}))
                 for i in range(n)]  # fmt: skip
-    return merge([use_case(v) for v in variants], lambda i, c: c | {chat.CHOICE: i})
+    return merge([use_case(v) for v in variants], lambda i, c: c | {out.CHOICE: i})
 
 
 def _finals(chunks: list[Chunk], n: int) -> list[Chunk]:
     """Each choice's chunks folded into its one reply (``collect``), in choice order."""
     per: list[list[Chunk]] = [[] for _ in range(n)]
     for c in chunks:
-        per[c.pop(chat.CHOICE, 0)].append(c)
+        per[c.pop(out.CHOICE, 0)].append(c)
     return [collect(p) for p in per]
 
 

@@ -6,21 +6,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import BadRequest
 from ..protocol import ollama as wire
 from ..protocol import responses
+from ..protocol.responses_out import ResponseStream, output_message
 from ..service.output import collect
 from .keys import FETCH, INFERENCE, RESPONSES
 from .streaming import json_response, respond
-
-
-async def _fetch(request: web.Request, urls: list[str]) -> dict[str, bytes]:
-    if not urls:
-        return {}
-    fetcher = request.app.get(FETCH)
-    if fetcher is None:
-        raise BadRequest("image URLs are not currently supported, please use base64 encoded data instead")
-    return await fetcher.fetch(urls)
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -29,12 +20,14 @@ async def create(request: web.Request) -> web.StreamResponse:
     store = request.app[RESPONSES]
     previous = responses.previous_response_id(data)
     history = store.conversation(previous) if previous else []
-    req, head = responses.responses_request(data, history, await _fetch(request, responses.remote_images(data)))
-    out = responses.ResponseStream(head)
+    urls = responses.remote_images(data)
+    fetched = await request.app[FETCH].fetch(urls) if urls else {}
+    req, head = responses.responses_request(data, history, fetched)
+    out = ResponseStream(head)
     reply = await respond(request, request.app[INFERENCE].chat(req), stream=head.stream, framing=out,
                           collect=lambda chunks: out.reply(collect(chunks)))  # fmt: skip
     if out.final is not None:
-        store.put(out.final, [*head.conversation, responses.output_message(out.final)])
+        store.put(out.final, [*head.conversation, output_message(out.final)])
     return reply
 
 

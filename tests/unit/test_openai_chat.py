@@ -1,4 +1,4 @@
-"""The OpenAI chat and completions translation (protocol/openai_chat.py): requests into the Ollama use
+"""The OpenAI chat and completions translation (protocol/openai_chat.py, protocol/openai_stream.py): requests into the Ollama use
 cases, Ollama chunks out as OpenAI's chunks and server-sent events, byte for byte."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 
 from supervisor.errors import BadRequest
 from supervisor.protocol import openai_chat as chat
+from supervisor.protocol import openai_stream as replies
 from supervisor.protocol.ollama_requests import Think
 
 PNG = base64.b64decode(
@@ -141,7 +142,7 @@ FINAL = {"model": "m", "created_at": "t", "message": {"role": "assistant", "cont
 def test_stream_golden_bytes() -> None:
     """Role on the first delta, thinking split from content, a tool call as one delta with its
     arguments string, finish_reason tool_calls, the usage chunk, then [DONE] — exactly these bytes."""
-    stream = chat.OpenAIStream([chat.ChatChunks("m", "chatcmpl-1", 100)], include_usage=True)
+    stream = replies.OpenAIStream([replies.ChatChunks("m", "chatcmpl-1", 100)], include_usage=True)
     call = {"id": "call_a", "function": {"index": 0, "name": "f", "arguments": {"x": 1}}}
     out = b"".join([stream.chunk(_piece("Hi", thinking="hm")), stream.chunk(_piece(" there")),
                     stream.chunk(_piece(calls=[call])), stream.chunk(dict(FINAL)), stream.end()])  # fmt: skip
@@ -165,7 +166,7 @@ def _events(data: bytes) -> list[Any]:
 def test_an_empty_reply_still_starts_with_the_role_and_ends_with_length() -> None:
     """A generation that produced nothing: one role delta, then finish_reason length; no usage chunk
     unless asked."""
-    stream = chat.OpenAIStream([chat.ChatChunks("m", "i", 1)], include_usage=False)
+    stream = replies.OpenAIStream([replies.ChatChunks("m", "i", 1)], include_usage=False)
     events = _events(stream.chunk(FINAL | {"done_reason": "length"}) + stream.end())
     assert [e["choices"][0]["delta"] for e in events] == [{"role": "assistant", "content": ""}, {}]
     assert events[-1]["choices"][0]["finish_reason"] == "length"
@@ -173,7 +174,7 @@ def test_an_empty_reply_still_starts_with_the_role_and_ends_with_length() -> Non
 
 def test_logprobs_ride_on_the_chunk_they_belong_to() -> None:
     """Ollama's logprobs become {"content": [...]} with bytes and top_logprobs."""
-    stream = chat.OpenAIStream([chat.ChatChunks("m", "i", 1)], include_usage=False)
+    stream = replies.OpenAIStream([replies.ChatChunks("m", "i", 1)], include_usage=False)
     piece = _piece("a") | {"logprobs": [{"token": "a", "logprob": -0.5, "top_logprobs": [{"token": "a", "logprob": -0.5}]}]}
     (event,) = _events(stream.chunk(piece))
     assert event["choices"][0]["logprobs"] == {"content": [{"token": "a", "logprob": -0.5, "bytes": [97],
@@ -183,15 +184,15 @@ def test_logprobs_ride_on_the_chunk_they_belong_to() -> None:
 def test_choices_are_translated_each_with_its_index() -> None:
     """With n > 1 each chunk carries its choice; each choice starts with its own role delta."""
     opts = chat.OpenAIRequest(n=2, stream=True)
-    stream = chat.chat_stream("m", opts)
-    events = _events(stream.chunk(_piece("a") | {chat.CHOICE: 1}) + stream.chunk(_piece("b")))
+    stream = replies.chat_stream("m", opts)
+    events = _events(stream.chunk(_piece("a") | {replies.CHOICE: 1}) + stream.chunk(_piece("b")))
     assert [(e["choices"][0]["index"], e["choices"][0]["delta"]) for e in events] == [
         (1, {"role": "assistant", "content": "a"}), (0, {"role": "assistant", "content": "b"})]  # fmt: skip
 
 
 def test_error_after_start_is_an_error_event_without_done() -> None:
     """An error once streaming is an OpenAI error object in a data event."""
-    stream = chat.OpenAIStream([chat.ChatChunks("m", "i", 1)], include_usage=False)
+    stream = replies.OpenAIStream([replies.ChatChunks("m", "i", 1)], include_usage=False)
     assert stream.error("boom", 500) == b'data: {"error":{"message":"boom","type":"api_error","param":null,"code":null}}\n\n'
 
 
@@ -199,7 +200,7 @@ def test_non_streamed_reply() -> None:
     """The collected Ollama reply as chat.completion: reasoning, tool calls (finish_reason tool_calls), usage."""
     final = FINAL | {"message": {"role": "assistant", "content": "ok", "thinking": "hm",
                                  "tool_calls": [{"function": {"index": 0, "name": "f", "arguments": {}}}]}}  # fmt: skip
-    reply = chat.chat_reply("m", [final])
+    reply = replies.chat_reply("m", [final])
     assert reply["object"] == "chat.completion" and reply["id"].startswith("chatcmpl-")
     (choice,) = reply["choices"]
     assert choice["finish_reason"] == "tool_calls"
@@ -211,7 +212,7 @@ def test_non_streamed_reply() -> None:
 def test_completion_chunks_and_reply() -> None:
     """text_completion chunks: echo before the first text, finish chunk last; legacy logprobs shape."""
     opts = chat.OpenAIRequest(stream=True, include_usage=True, echo="P:")
-    stream = chat.completion_stream("m", opts)
+    stream = replies.completion_stream("m", opts)
     gen = {"model": "m", "created_at": "t", "response": "ab", "done": False,
            "logprobs": [{"token": "a", "logprob": -1.0, "top_logprobs": [{"token": "a", "logprob": -1.0}]}, {"token": "b", "logprob": -2.0}]}  # fmt: skip
     final = {"model": "m", "created_at": "t", "response": "", "done": True, "done_reason": "length", "prompt_eval_count": 2, "eval_count": 2}
@@ -221,5 +222,5 @@ def test_completion_chunks_and_reply() -> None:
                                                    "top_logprobs": [{"a": -1.0}, {}], "text_offset": [0, 1]}  # fmt: skip
     assert events[1]["choices"][0]["finish_reason"] == "length"
     assert events[2]["choices"] == [] and events[2]["usage"]["total_tokens"] == 4
-    reply = chat.completion_reply("m", [final | {"response": "ab"}], echo="P:")
+    reply = replies.completion_reply("m", [final | {"response": "ab"}], echo="P:")
     assert reply["choices"][0]["text"] == "P:ab" and reply["object"] == "text_completion"

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from supervisor.errors import BadRequest
-from supervisor.protocol import responses
+from supervisor.protocol import responses, responses_out
 from supervisor.protocol.ollama_requests import Message, Think
 
 PNG = base64.b64decode(
@@ -41,12 +41,12 @@ def _final(reason: str = "stop", **message: Any) -> dict[str, Any]:
     return chunk | {"done": True, "done_reason": reason, "prompt_eval_count": 7, "eval_count": 3}
 
 
-def _stream(**fields: Any) -> responses.ResponseStream:
+def _stream(**fields: Any) -> responses_out.ResponseStream:
     """A stream with fixed ids and time, for byte-exact output."""
     _, head = _request(**fields)
     head = dataclasses.replace(head, ident="resp_1", created_at=1700000000)
     counter = itertools.count(1)
-    return responses.ResponseStream(head, ids=lambda prefix: f"{prefix}_{next(counter)}")
+    return responses_out.ResponseStream(head, ids=lambda prefix: f"{prefix}_{next(counter)}")
 
 
 def _events(data: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -296,7 +296,7 @@ def test_empty_reply_has_an_empty_message() -> None:
 def test_output_message_is_the_assistant_turn() -> None:
     """The stored turn of a response: its reasoning as thinking, its text, its calls with their ids."""
     calls = [{"id": "call_a", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}]
-    message = responses.output_message(_stream().reply(_final(content="ok", thinking="t", calls=calls)))
+    message = responses_out.output_message(_stream().reply(_final(content="ok", thinking="t", calls=calls)))
     assert message == Message(role="assistant", content="ok", thinking="t",
                               tool_calls=[{"id": "call_a", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}])  # fmt: skip
 
