@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -232,12 +233,19 @@ class ModelStore:
 
         A manifest that exists but cannot be read is a ``StoreError``, not ``None``.
         """
-        exact = self.layout.manifest_path(name)
-        stored = name if exact.is_file() else self.find_name(name)  # the exact spelling wins anyway
-        if stored is None:
-            return None
+        stored = name  # the exact spelling wins (one stat when it exists)
+        path = self.layout.manifest_path(name)
+        st = _regular_file(path)
+        if st is None:
+            found = self.find_name(name)
+            if found is None:
+                return None
+            stored, path = found, self.layout.manifest_path(found)
+            st = _regular_file(path)
+            if st is None:
+                return None
         try:
-            return self._load(stored, self.layout.manifest_path(stored))
+            return self._load(stored, path, st)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -394,13 +402,16 @@ class ModelStore:
                         out.append((name, tag))
         return out
 
-    def _load(self, name: ModelName, path: Path) -> LocalModel:
+    def _load(self, name: ModelName, path: Path, st: os.stat_result | None = None) -> LocalModel:
+        """The parsed manifest at ``path``, from the cache while the file's identity (``st``, taken
+        now when not given) is unchanged. Manifests are replaced by rename, so a file read after
+        the stat is whole, and one replaced since has a new identity the next time."""
+        st = st or os.stat(path)
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._parsed.get(key)
+        if cached is not None and cached.name == name:
+            return cached
         with path.open("rb") as f:
-            st = os.fstat(f.fileno())
-            key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            cached = self._parsed.get(key)
-            if cached is not None and cached.name == name:
-                return cached
             data = f.read()
         manifest = Manifest.parse(data)
         if len(self._parsed) >= _PARSED_KEPT:
@@ -467,3 +478,12 @@ def _match_entry(directory: Path, part: str, *, want_file: bool) -> str | None:
         if entry.name.lower() == part.lower():
             folded.append(entry.name)
     return min(folded) if folded else None
+
+
+def _regular_file(path: Path) -> os.stat_result | None:
+    """``path``'s stat when it is a regular file (following links), else None."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
