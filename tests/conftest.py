@@ -179,3 +179,19 @@ async def image_url() -> AsyncIterator[str]:
     await served.start_server()
     yield base_url(served) + "/cat.png"
     await served.close()
+
+
+@pytest.fixture(scope="session")
+def chat_ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The scripted chat models of tests/chat_models.py, written once per session."""
+    from tests.chat_models import write_chat_ggufs
+
+    return write_chat_ggufs(tmp_path_factory.mktemp("chat-models"))
+
+
+@pytest.fixture
+async def chat_server(start_server: ServerFactory, llama_server_bin: Path, models_dir: Path, chat_ggufs: dict[str, Path]) -> TestServer:
+    """llamasup with the real llama-server and the chat models installed (``tiny`` too)."""
+    from tests.chat_models import install_chat_models
+
+    return await start_server(llama_server_bin, models_dir=install_chat_models(models_dir, chat_ggufs))

@@ -17,7 +17,7 @@ import anthropic
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.chat_models import ANSWER_SCRIPT, WEATHER_TOOL, install_chat_models, write_chat_ggufs
+from tests.chat_models import ANSWER_SCRIPT, WEATHER_TOOL
 from tests.conftest import ServerFactory, base_url
 from tests.models import write_model
 from tests.projector_models import image_token_count, tiny_png, write_projector
@@ -31,14 +31,9 @@ THINK: Any = {"type": "enabled", "budget_tokens": 1024}
 ANSWER_TOKENS = len(ANSWER_SCRIPT) + 1  # the script's pieces and the end token
 
 
-@pytest.fixture(scope="session")
-def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return write_chat_ggufs(tmp_path_factory.mktemp("anthropic-models"))
-
-
 @pytest.fixture
-async def server(start_server: ServerFactory, llama_server_bin: Path, models_dir: Path, ggufs: dict[str, Path]) -> TestServer:
-    return await start_server(llama_server_bin, models_dir=install_chat_models(models_dir, ggufs))
+def server(chat_server: TestServer) -> TestServer:
+    return chat_server
 
 
 def _async(server: TestServer) -> anthropic.AsyncAnthropic:

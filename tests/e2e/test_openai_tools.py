@@ -17,7 +17,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.chat_models import GO_CHATML, WEATHER_TOOL, install_chat_models, write_chat_ggufs
+from tests.chat_models import GO_CHATML, WEATHER_TOOL, install_chat_models
 from tests.conftest import ServerFactory, base_url
 from tests.models import write_model
 from tests.scripted_models import ASSISTANT_TRIGGER, write_scripted_model
@@ -31,9 +31,9 @@ NO_ARGS_TOOL = {"type": "function", "function": {"name": "ping", "description": 
 
 
 @pytest.fixture(scope="module")
-def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def ggufs(tmp_path_factory: pytest.TempPathFactory, chat_ggufs: dict[str, Path]) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("openai-tools")
-    return write_chat_ggufs(d) | {
+    return chat_ggufs | {
         "two": write_scripted_model(d / "two.gguf", {ASSISTANT_TRIGGER: TWO_CALLS}),
         "random": write_model(d / "random.gguf", preset="tiny"),
     }
