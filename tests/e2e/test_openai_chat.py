@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import openai
@@ -13,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import base_url
+from tests.store_helpers import install_gguf
 
 GREEDY = {"temperature": 0, "seed": 1}
 
@@ -134,3 +136,17 @@ async def test_bad_requests_are_400(real_server: TestServer, client: openai.Asyn
         await client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], temperature="hot")  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError, match="invalid type for 'stop' field: int"):
         await client.completions.create(model="tiny", prompt="x", stop=[1])  # type: ignore[list-item]
+
+
+async def test_completion_suffix_is_fill_in_middle(
+    real_server: TestServer, client: openai.AsyncOpenAI, models_dir: Path, tiny_gguf: Path
+) -> None:
+    """suffix on /v1/completions is fill-in-middle: a model whose template renders .Suffix completes; one
+    whose template has none is refused with Ollama's capability error, in OpenAI's shape."""
+    install_gguf(models_dir, "fim", tiny_gguf, template="{{ if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>{{ else }}{{ .Prompt }}{{ end }}")
+    r = await client.completions.create(model="fim", prompt="def f(", suffix="return x", max_tokens=3, temperature=0)
+    assert r.choices[0].finish_reason == "length" and r.usage is not None and r.usage.completion_tokens == 3
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.completions.create(model="tiny", prompt="def f(", suffix="return x", max_tokens=3)
+    assert info.value.body == {"message": "registry.ollama.ai/library/tiny:latest does not support insert",
+                               "type": "invalid_request_error", "param": None, "code": None}  # fmt: skip
