@@ -43,6 +43,9 @@ _PR_SET_PDEATHSIG = 1
 # "--log-prefix" lines: optional "M.ss.mmm.uuu " timestamp, then a level letter.
 _PREFIX = re.compile(r"^(?:[\d.]+ )?([IWEDT]) ")
 _LEVELS = {"E": "error", "W": "warning"}
+# warnings llama-server prints in normal operation (a prompt already fully cached re-evaluates its
+# last token): logged at debug, or every repeated prompt would leave two warnings in the log
+_ROUTINE = ("need to evaluate at least 1 token for each active slot", "n_past was set to")
 
 log = structlog.get_logger("supervisor.runner")
 
@@ -158,6 +161,8 @@ class RunnerProcess:
                 self.memory.feed(line)
             m = _PREFIX.match(line)
             level = _LEVELS.get(m.group(1), "debug") if m else "debug"
+            if level == "warning" and any(r in line for r in _ROUTINE):
+                level = "debug"
             getattr(self._log, level)("runner output", pid=pid, line=line)
 
     async def wait_ready(self, poll_interval: float = 0.02) -> None:
