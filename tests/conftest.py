@@ -195,3 +195,7 @@ async def chat_server(start_server: ServerFactory, llama_server_bin: Path, model
     from tests.chat_models import install_chat_models
 
     return await start_server(llama_server_bin, models_dir=install_chat_models(models_dir, chat_ggufs))
+
+
+# Real registries (docker-registry on 127.0.0.1: open, basic auth, token auth); see tests/registry_fixtures.py.
+from tests.registry_fixtures import registry_basic, registry_open, registry_token, token_server  # noqa: E402,F401
