@@ -1,9 +1,10 @@
 """Request bodies for llama-server's chat endpoints, built from Ollama's messages (pure).
 
 llama-server speaks OpenAI's chat format (reference/llama-server.md §3.6): images are ``image_url``
-parts with base64 ``data:`` URIs (never URLs it would fetch itself), assistant tool calls carry their
-arguments as a JSON *string*, a tool result is a ``tool`` message naming its call, and a previous
-answer's reasoning goes back as ``reasoning_content``.
+parts with base64 ``data:`` URIs (never URLs it would fetch itself), audio (WAV or MP3, which Ollama
+carries in ``images`` too and tells apart by sniffing) is ``input_audio`` parts, assistant tool calls
+carry their arguments as a JSON *string*, a tool result is a ``tool`` message naming its call, and a
+previous answer's reasoning goes back as ``reasoning_content``.
 """
 
 from __future__ import annotations
@@ -37,21 +38,56 @@ def media_type(data: bytes) -> str | None:
     return None
 
 
-def check_images(images: Sequence[bytes]) -> None:
-    """Refuse image data that is not JPEG, PNG, GIF, BMP or WebP, before a runner sees it."""
+def audio_type(data: bytes) -> str | None:
+    """``audio/wav`` or ``audio/mpeg`` when the bytes are WAV (``RIFF….WAVE``) or MP3 (an ID3 tag or
+    an MPEG frame sync), the audio Ollama sniffs in ``images``; llama-server's decoder tells audio
+    from images by the same signatures. ``None`` for anything else (images included: JPEG's
+    ``FF D8`` is no frame sync)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "audio/wav"
+    if data.startswith(b"ID3") or (len(data) >= 2 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    return None
+
+
+def audio_format(data: bytes) -> str | None:
+    """OpenAI's ``input_audio.format`` of the bytes: ``wav``, ``mp3`` or ``None`` (not audio)."""
+    return {"audio/wav": "wav", "audio/mpeg": "mp3"}.get(audio_type(data) or "")
+
+
+def media_needed(media: Sequence[bytes]) -> list[str]:
+    """The capabilities a request's media needs: ``vision`` for anything that is not audio (images,
+    and bytes that are neither, which `check_images` then refuses), ``audio`` for WAV or MP3."""
+    audio = [audio_type(m) is not None for m in media]
+    return (["vision"] if not all(audio) else []) + (["audio"] if any(audio) else [])
+
+
+def check_images(images: Sequence[bytes], *, audio: bool = False) -> None:
+    """Refuse media that is not JPEG, PNG, GIF, BMP or WebP (or, when the model takes ``audio``, WAV
+    or MP3), before a runner sees it."""
     for i, data in enumerate(images):
-        if media_type(data) is None:
-            raise BadRequest(f"image {i} is not a supported image (JPEG, PNG, GIF, BMP or WebP)")
+        if media_type(data) is None and not (audio and audio_type(data) is not None):
+            kinds = " or audio (WAV or MP3)" if audio else ""
+            raise BadRequest(f"image {i} is not a supported image (JPEG, PNG, GIF, BMP or WebP){kinds}")
 
 
 def data_uri(data: bytes) -> str:
     return f"data:{media_type(data) or 'application/octet-stream'};base64,{base64.b64encode(data).decode()}"
 
 
+def media_part(data: bytes) -> dict[str, Any]:
+    """One medium as a content part: audio as ``input_audio`` (base64 and its format), anything
+    else as an ``image_url`` with a ``data:`` URI."""
+    fmt = audio_format(data)
+    if fmt is not None:
+        return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(), "format": fmt}}
+    return {"type": "image_url", "image_url": {"url": data_uri(data)}}
+
+
 def _content(m: Message) -> str | list[dict[str, Any]]:
     if not m.images:
         return m.content
-    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": data_uri(i)}} for i in m.images]
+    parts = [media_part(i) for i in m.images]
     if m.content:
         parts.append({"type": "text", "text": m.content})
     return parts

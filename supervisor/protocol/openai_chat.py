@@ -4,7 +4,8 @@ In: an OpenAI body becomes the ``ChatRequest`` / ``GenerateRequest`` that ``/api
 ``/api/generate`` take (reference/ollama-api.md §14.1, §14.2): Ollama's field mapping and error
 texts, and beyond Ollama ``max_completion_tokens``, ``tool_choice``, ``parallel_tool_calls``, ``n``,
 and image URLs fetched by llamasup (``remote_images`` lists them; the caller fetches and passes the
-bytes back in).
+bytes back in). ``input_audio`` parts (base64 WAV or MP3) join the message's media, as audio does in
+Ollama's ``images``.
 
 Out: protocol/openai_stream.py.
 """
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest
+from .llama_server import audio_type
 from .ollama_requests import ChatRequest, GenerateRequest, Message, Think
 from .openai import model_field
 
@@ -157,8 +159,25 @@ def image_part(part: Mapping[str, Any], fetched: Mapping[str, bytes]) -> bytes:
         raise BadRequest("invalid image input") from None
 
 
+def audio_part(part: Mapping[str, Any]) -> bytes:
+    """An ``input_audio`` part's bytes: ``input_audio.data`` is base64 WAV or MP3 (``format`` is not
+    needed: the bytes tell, as they do for audio in Ollama's ``images``)."""
+    value = part.get("input_audio")
+    data = value.get("data") if isinstance(value, dict) else None
+    if not isinstance(data, str):
+        raise BadRequest("invalid audio input")
+    try:
+        audio = base64.b64decode(data, validate=True)
+    except binascii.Error:
+        raise BadRequest("invalid audio input") from None
+    if audio_type(audio) is None:
+        raise BadRequest("invalid audio input")
+    return audio
+
+
 def _content(role: str, content: Any, fetched: Mapping[str, bytes]) -> tuple[str, list[bytes]]:
-    """Text and images of a message's ``content`` (a string, or an array of parts)."""
+    """Text and media of a message's ``content`` (a string, or an array of parts); images and audio
+    go into one list, in order, as they do in Ollama's ``images``."""
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
@@ -172,7 +191,7 @@ def _content(role: str, content: Any, fetched: Mapping[str, bytes]) -> tuple[str
         elif kind == "image_url":
             images.append(image_part(part, fetched))
         elif kind == "input_audio":
-            raise BadRequest("audio input is not supported")
+            images.append(audio_part(part))
         else:
             raise BadRequest("invalid message format")
     return "\n".join(texts), images

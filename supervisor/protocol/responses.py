@@ -1,7 +1,7 @@
 """``/v1/responses`` (OpenAI's Responses API) requests translated to the chat use case (pure).
 
 In: a Responses body becomes the ``ChatRequest`` that ``/api/chat`` takes (reference/ollama-api.md
-§14.5): ``input`` (a string, or items: messages with text and image parts, ``function_call``,
+§14.5): ``input`` (a string, or items: messages with text, image and audio parts, ``function_call``,
 ``function_call_output``, ``reasoning``), ``instructions`` (a system message first), function
 ``tools`` and ``tool_choice``, sampling, ``max_output_tokens``, ``reasoning.effort`` and
 ``text.format``. Beyond Ollama, ``previous_response_id``: the route looks the earlier conversation
@@ -25,7 +25,7 @@ from ..errors import BadRequest
 from .ollama import dumps
 from .ollama_requests import ChatRequest, Message
 from .openai import model_field
-from .openai_chat import image_part, integer_field, number_field, reasoning_think, tool_choice_tools, type_error
+from .openai_chat import audio_part, image_part, integer_field, number_field, reasoning_think, tool_choice_tools, type_error
 
 Chunk = dict[str, Any]
 IdFactory = Callable[[str], str]
@@ -89,7 +89,8 @@ def remote_images(data: Mapping[str, Any]) -> list[str]:
 
 
 def _content(value: Any, fetched: Mapping[str, bytes]) -> tuple[str, list[bytes]]:
-    """Text and images of a message's ``content``: a string, or input/output text and image parts."""
+    """Text and media of a message's ``content``: a string, or input/output text, image and audio
+    parts (``input_audio`` as in chat completions: base64 WAV or MP3, joining the images)."""
     if isinstance(value, str):
         return value, []
     if not isinstance(value, list):
@@ -110,7 +111,7 @@ def _content(value: Any, fetched: Mapping[str, bytes]) -> tuple[str, list[bytes]
         elif kind == "input_file":
             raise BadRequest("input_file content is not supported")
         elif kind == "input_audio":
-            raise BadRequest("audio input is not supported")
+            images.append(audio_part(part))
         else:
             raise BadRequest(f"invalid content part type: {kind!r}")
     return "\n".join(texts), images

@@ -20,7 +20,7 @@ from ..modelfile.parser import ModelfileSpec, format_parameters, render_modelfil
 from ..protocol.ollama import check_options, format_local
 from ..store import ModelName, ModelStore, read_gguf_info
 from ..store.blobs import BlobWriter
-from ..store.gguf_info import GGUFInfo
+from ..store.gguf_info import GGUFInfo, read_projector_info
 from ..pool.pool import LoadedRunner, RunnerPool
 from ..store.guard import StoreGuard
 from ..store.manifests import ConfigV2
@@ -155,7 +155,8 @@ class CatalogService:
     @staticmethod
     def _capabilities(files: ModelFiles, info: GGUFInfo | None = None) -> list[str]:
         info = info or read_gguf_info(files.weights)
-        return model_capabilities(info, has_projector=bool(files.projectors), go_template=files.template)
+        projector = read_projector_info(files.projectors)
+        return model_capabilities(info, has_projector=bool(files.projectors), go_template=files.template, projector=projector)
 
     # -- show ---------------------------------------------------------------------------------------
     def show(self, data: dict[str, Any], *, user_agent: str = "") -> dict[str, Any]:

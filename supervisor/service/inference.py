@@ -28,7 +28,7 @@ from ..errors import BadRequest, ContextOverflow, LlamasupError, MissingCapabili
 from ..pool.hardware import cpu_flags, repack_is_safe
 from ..pool.pool import UNSET, Runner, RunnerPool, RunnerSpec
 from ..protocol import ollama as wire
-from ..protocol.llama_server import chat_body, check_images, forced_call_schema, tool_fields
+from ..protocol.llama_server import chat_body, check_images, forced_call_schema, media_needed, tool_fields
 from ..protocol.ollama_requests import ChatRequest, GenerateRequest, Message, Think
 from ..runner.client import RunnerConnectionLost
 from ..settings import Settings
@@ -292,9 +292,9 @@ class InferenceService:
         if req.raw and (req.template or req.system or req.context):
             raise BadRequest("raw mode does not support template, system, or context")
         think = self._think(model, req.think, req.model)
-        needed = (["insert"] if req.suffix else []) + (["vision"] if req.images else [])
+        needed = (["insert"] if req.suffix else []) + media_needed(req.images)
         self._require(model, req.model, "generate", *needed)
-        check_images(req.images)
+        check_images(req.images, audio="audio" in model.capabilities)
         tset = self._user_template(req.template) if req.template else go_template(model.template) if model.template else None  # fmt: skip
         plan = self._plan(model, req, chat_api=False)
         async with self.pool.lease(plan.spec, keep_alive) as runner:
@@ -367,9 +367,9 @@ class InferenceService:
             yield self._control(req.model, "unload", chat=True)
             return
         think = self._think(model, req.think, req.model, if_able=req.think_if_able)
-        needed = (["tools"] if req.tools else []) + (["vision"] if any(m.images for m in req.messages) else [])
-        self._require(model, req.model, "chat", *needed)
-        check_images([i for m in req.messages for i in m.images])
+        media = [i for m in req.messages for i in m.images]
+        self._require(model, req.model, "chat", *(["tools"] if req.tools else []), *media_needed(media))
+        check_images(media, audio="audio" in model.capabilities)
         tset = go_template(model.template) if model.template else None
         forced = tset is not None and req.tool_choice == "required" and bool(req.tools)
         plan = self._plan(model, req, chat_api=tset is None, fmt=forced_call_schema(req.tools) if forced else None)

@@ -1,8 +1,9 @@
 """A requested model name → everything a request needs to run it.
 
-``resolve_model`` reads the manifest's layers (or the in-place GGUF) and the GGUF header once per
-request (each kept while unchanged: manifests, layer files, headers; a header not parsed before is
-parsed in a thread); the Go TEMPLATE is parsed once per distinct text (``go_template``), since every
+``resolve_model`` reads the manifest's layers (or the in-place GGUF) and the GGUF header (and the
+projector's, whose encoders give ``vision`` and ``audio``) once per request (each kept while
+unchanged: manifests, layer files, headers; a header not parsed before is parsed in a thread); the
+Go TEMPLATE is parsed once per distinct text (``go_template``), since every
 request for a model renders with the same tree.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LlamasupError, ModelNotFound
+from ..errors import LlamasupError, ModelNotFound, StoreError
 from ..pool.memory import ModelShape, shape_of
 from ..pool.placement import RunnerOptions, plan_runner
 from ..pool.pool import RunnerSpec
@@ -72,7 +73,8 @@ async def resolve_model(models: ModelIndex, requested: str) -> ResolvedModel:
     info = cached_gguf_info(files.weights)
     if info is None:
         info = await asyncio.to_thread(read_gguf_info, files.weights)
-    caps = model_capabilities(info, has_projector=bool(files.projectors), go_template=files.template)
+    projector = await _projector_info(files.projectors[0]) if files.projectors else None
+    caps = model_capabilities(info, has_projector=bool(files.projectors), go_template=files.template, projector=projector)
     return ResolvedModel(
         name=ref.name,
         path=files.weights,
@@ -85,6 +87,15 @@ async def resolve_model(models: ModelIndex, requested: str) -> ResolvedModel:
         adapters=files.adapters,
         capabilities=tuple(caps),
     )
+
+
+async def _projector_info(path: Path) -> GGUFInfo | None:
+    """A projector's header (which media it encodes); None when it cannot be read, which the runner
+    reports when it loads."""
+    try:
+        return cached_gguf_info(path) or await asyncio.to_thread(read_gguf_info, path)
+    except StoreError:
+        return None
 
 
 @functools.lru_cache(maxsize=64)

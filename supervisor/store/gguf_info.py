@@ -18,7 +18,7 @@ import collections
 import os
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -104,6 +104,17 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return info
+
+
+def read_projector_info(projectors: Sequence[Path]) -> GGUFInfo | None:
+    """The first projector layer's header (`projector_media` reads it), or None: no projector, or
+    one that cannot be read (the runner reports that when it loads)."""
+    if not projectors:
+        return None
+    try:
+        return read_gguf_info(projectors[0])
+    except StoreError:
+        return None
 
 
 def cached_gguf_info(path: Path) -> GGUFInfo | None:
@@ -291,19 +302,37 @@ def _thinks(template: str) -> bool:
 POOLING_RANK = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK
 
 
-def capabilities(info: GGUFInfo, has_projector: bool = False) -> list[str]:
+def projector_media(projector: GGUFInfo | None) -> list[str]:
+    """What a projector (mmproj) layer lets the model take in: ``vision`` when it has an image encoder
+    (``clip.has_vision_encoder``), ``audio`` when it has an audio encoder (``clip.has_audio_encoder``).
+
+    ``None`` (a projector whose header could not be read) and a projector that declares neither
+    (older conversions) count as vision, which is what Ollama reports for every projector."""
+    if projector is None:
+        return ["vision"]
+    vision = projector.metadata.get("clip.has_vision_encoder") is True
+    audio = projector.metadata.get("clip.has_audio_encoder") is True
+    return (["vision"] if vision or not audio else []) + (["audio"] if audio else [])
+
+
+def capabilities(info: GGUFInfo, has_projector: bool = False, projector: GGUFInfo | None = None) -> list[str]:
     """Capabilities that follow from the GGUF (and a projector layer), in Ollama's order.
 
     ``completion``, ``embedding`` (``<arch>.pooling_type`` present) or ``rerank`` (pooling type
     rank: a cross-encoder scores query/document pairs and has no use as an embedder), then
-    ``vision`` (projector or ``<arch>.vision.block_count``), ``tools`` (Jinja template mentions
-    ``tools``/``tool_call``), ``thinking`` (template has ``<think>`` and ``</think>``). Go-template
-    capabilities (``insert``, ``.Tools``) belong to whoever renders the Go template.
+    ``vision`` (a projector with an image encoder, or ``<arch>.vision.block_count``), ``audio`` (a
+    projector with an audio encoder; ``projector`` is its header, see `projector_media`),
+    ``tools`` (Jinja template mentions ``tools``/``tool_call``), ``thinking`` (template has
+    ``<think>`` and ``</think>``). Go-template capabilities (``insert``, ``.Tools``) belong to
+    whoever renders the Go template.
     """
     pooling = info.pooling_type
     caps = ["completion" if not info.has_pooling_type else "rerank" if pooling == POOLING_RANK else "embedding"]
-    if has_projector or info.arch_key("vision.block_count") in info.metadata:
+    media = projector_media(projector) if has_projector else []
+    if "vision" in media or info.arch_key("vision.block_count") in info.metadata:
         caps.append("vision")
+    if "audio" in media:
+        caps.append("audio")
     template = info.chat_template or ""
     if "tools" in template or "tool_call" in template:
         caps.append("tools")

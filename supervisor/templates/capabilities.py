@@ -32,10 +32,13 @@ def template_capabilities(source: str) -> list[str]:
     return caps
 
 
-def model_capabilities(info: GGUFInfo, *, has_projector: bool, go_template: str | None) -> list[str]:
-    """A model's capabilities: the GGUF's, except that a Go TEMPLATE decides tools/insert/thinking."""
-    caps = capabilities(info, has_projector=has_projector)
+def model_capabilities(
+    info: GGUFInfo, *, has_projector: bool, go_template: str | None, projector: GGUFInfo | None = None
+) -> list[str]:
+    """A model's capabilities: the GGUF's (and its projector's: ``projector`` is that layer's header,
+    which tells ``vision`` from ``audio``), except that a Go TEMPLATE decides tools/insert/thinking."""
+    caps = capabilities(info, has_projector=has_projector, projector=projector)
     if go_template is not None:
-        caps = [c for c in caps if c in ("completion", "embedding", "vision")]
+        caps = [c for c in caps if c in ("completion", "embedding", "vision", "audio")]
         caps += template_capabilities(go_template)
     return caps
