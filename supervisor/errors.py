@@ -28,6 +28,7 @@ message that is already the exact text Ollama sends (``error`` field), so the HT
     │   ├── RunnerCrashed          died while serving a request
     │   └── RunnerHTTPError        llama-server answered with an error status (status passed through)
     │       └── ContextOverflow    the prompt exceeded the slot context (truncated and retried)
+    ├── SigningKeyError (500)      ~/.ollama/id_ed25519 unreadable, encrypted, not ed25519 or corrupt
     └── ConfigError (not HTTP)     bad settings at start-up
 """
 
@@ -172,3 +173,8 @@ class PromptTooLong(BadRequest):
 
 class ConfigError(Exception):
     """Invalid configuration at start-up (not an HTTP error)."""
+
+
+class SigningKeyError(LlamasupError):
+    """Ollama's registry signing key (``id_ed25519``) cannot be read, created or used; the message
+    names the file and, where there is one, the fix (llamasup reads unencrypted OpenSSH ed25519 keys)."""

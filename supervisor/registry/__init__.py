@@ -1,0 +1,1 @@
+"""Registry access: the OCI distribution client, its authentication, and Ollama's signing key."""
