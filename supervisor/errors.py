@@ -29,7 +29,22 @@ message that is already the exact text Ollama sends (``error`` field), so the HT
     │   └── RunnerHTTPError        llama-server answered with an error status (status passed through)
     │       └── ContextOverflow    the prompt exceeded the slot context (truncated and retried)
     ├── SigningKeyError (500)      ~/.ollama/id_ed25519 unreadable, encrypted, not ed25519 or corrupt
+    ├── RegistryError (500)        a registry request failed; ``registry_status`` is the registry's own status
+    │   ├── RegistryNotFound       also a NotFound: "pull model manifest: file does not exist", a missing blob
+    │   ├── RegistryUnauthorized   no, wrong or insufficient credentials; names the host and
+    │   │   │                      ``llamasup login <host>``, never a secret
+    │   │   └── RegistryInsufficientScope   authenticated, but the registry denies the action
+    │   ├── RegistryRealmMismatch  a Bearer realm on another host: ``realm host "a" does not match …``
+    │   ├── RegistryHTTPError      any other refusal: "<status>: <body>" (prefixed where Ollama prefixes)
+    │   ├── RegistryProtocolError  an answer without what the protocol promises (Location, Content-Range …)
+    │   ├── CredentialsFileError   the llamasup credentials file cannot be read or written
+    │   └── RegistryConnectionError   no connection, reset, body cut short: ``retryable``
+    │       └── RegistryAuthExpired   a token expired under a body that cannot be re-sent: send it again
     └── ConfigError (not HTTP)     bad settings at start-up
+
+Registry errors all carry status 500 whatever the registry answered: Ollama reports every pull and push
+failure that way (streamed as an ``{"error": …}`` line, or 500 with ``stream: false``), so that is what
+its clients expect; the registry's own status stays on the error for retry decisions.
 """
 
 from __future__ import annotations
@@ -169,6 +184,70 @@ class PromptTooLong(BadRequest):
             "the prompt is longer than the context length currently available to the model; shorten the "
             "prompt, adjust the context length in settings, or use a model with a longer context length"
         )
+
+
+class RegistryError(LlamasupError):
+    """A registry request failed. ``registry_status`` is the registry's HTTP status (0: none came)."""
+
+    status = 500  # explicit: RegistryNotFound must not inherit NotFound's 404 through the MRO
+
+    def __init__(self, message: str, *, registry_status: int = 0) -> None:
+        super().__init__(message)
+        self.registry_status = registry_status
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending the same request again may succeed (the service decides how often)."""
+        return False
+
+
+class RegistryNotFound(RegistryError, NotFound):
+    """The registry has no such manifest or blob (404)."""
+
+
+class RegistryUnauthorized(RegistryError):
+    """The registry or its token server refused us; ``host`` is the registry's host[:port]."""
+
+    def __init__(self, message: str, *, host: str, registry_status: int = 401) -> None:
+        super().__init__(message, registry_status=registry_status)
+        self.host = host
+
+
+class RegistryInsufficientScope(RegistryUnauthorized):
+    """The token was issued but does not grant the action (``error="insufficient_scope"``)."""
+
+
+class RegistryRealmMismatch(RegistryError):
+    """A Bearer challenge names a token realm that llamasup will not send credentials to."""
+
+
+class RegistryHTTPError(RegistryError):
+    """The registry answered with an error status not covered by a more specific class."""
+
+    @property
+    def retryable(self) -> bool:
+        return self.registry_status >= 500 or self.registry_status in (408, 429)
+
+
+class RegistryProtocolError(RegistryError):
+    """A success status without what the protocol promises (a Location, the asked byte range …)."""
+
+
+class CredentialsFileError(RegistryError):
+    """The llamasup credentials file is unreadable, malformed or cannot be written."""
+
+
+class RegistryConnectionError(RegistryError):
+    """No answer: refused or reset connection, a timeout, a body cut short. Worth retrying."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class RegistryAuthExpired(RegistryConnectionError):
+    """The registry asked for authentication again while a one-shot body (an async iterable) was being
+    sent, so the request could not be repeated here; fresh authorization is cached: send it again."""
 
 
 class ConfigError(Exception):

@@ -68,6 +68,17 @@ class Settings:
     image_fetch_max_bytes: int = 20 << 20  # LLAMASUP_IMAGE_FETCH_MAX_BYTES: all of a request's images
     image_fetch_timeout: float = 10.0  # LLAMASUP_IMAGE_FETCH_TIMEOUT: seconds for all of a request's images
     image_fetch_allow: tuple[Network, ...] = ()  # LLAMASUP_IMAGE_FETCH_ALLOW: private networks allowed anyway
+    # registries (pull/push)
+    credentials_file: Path = field(default_factory=lambda: _default_credentials_file({}))  # LLAMASUP_CREDENTIALS
+    docker_config: Path | None = field(default_factory=lambda: _default_docker_config({}))  # DOCKER_CONFIG dir; None: unused
+    https_proxy: str = field(default="", repr=False)  # HTTPS_PROXY / https_proxy (may hold user:password)
+    http_proxy: str = field(default="", repr=False)  # HTTP_PROXY / http_proxy
+    no_proxy: str = ""  # NO_PROXY / no_proxy
+
+    @property
+    def proxies(self) -> ProxySettings:
+        """The outbound proxy configuration for registry traffic."""
+        return ProxySettings(https=self.https_proxy, http=self.http_proxy, no_proxy=self.no_proxy)
 
     @property
     def listen_url(self) -> str:
@@ -79,9 +90,52 @@ class Settings:
         return self.cache_dir / "runners"
 
 
+@dataclass(frozen=True)
+class ProxySettings:
+    """Proxy URLs for https and http requests and the ``NO_PROXY`` list, as the environment spells them
+    (``registry/proxy.py`` decides per URL). Proxy URLs may carry credentials: kept out of the repr."""
+
+    https: str = field(default="", repr=False)
+    http: str = field(default="", repr=False)
+    no_proxy: str = ""
+
+
 def _default_cache_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "llamasup"
+
+
+def _default_credentials_file(env: Mapping[str, str]) -> Path:
+    """``$XDG_CONFIG_HOME/llamasup/credentials.json`` (``~/.config/llamasup/credentials.json``)."""
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "llamasup" / "credentials.json"
+
+
+def _default_docker_config(env: Mapping[str, str]) -> Path:
+    """Docker's ``config.json``: in ``$DOCKER_CONFIG`` when set, as Docker reads it, else ``~/.docker``."""
+    base = env.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    return Path(base).expanduser() / "config.json"
+
+
+_PROXY_VARS = (("https_proxy", "HTTPS_PROXY"), ("http_proxy", "HTTP_PROXY"), ("no_proxy", "NO_PROXY"))
+
+
+def _proxy_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The proxy variables, upper case first (as Go's ``httpproxy.FromEnvironment`` reads them)."""
+    out: dict[str, str] = {}
+    for key, upper in _PROXY_VARS:
+        for name in (upper, key):
+            value = env.get(name)
+            if value is not None and value.strip():
+                out[key] = value.strip()
+                break
+    return out
+
+
+def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettings:
+    """Only the proxy part of the settings, for a registry client built without ``Settings`` at hand."""
+    found = _proxy_env(os.environ if env is None else env)
+    return ProxySettings(https=found.get("https_proxy", ""), http=found.get("http_proxy", ""), no_proxy=found.get("no_proxy", ""))
 
 
 def _clean(value: str) -> str:
@@ -276,6 +330,11 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         out["image_fetch_timeout"] = _parse_seconds("LLAMASUP_IMAGE_FETCH_TIMEOUT", v)
     if (v := get("LLAMASUP_IMAGE_FETCH_ALLOW")) is not None:
         out["image_fetch_allow"] = parse_networks(v)
+    if (v := get("LLAMASUP_CREDENTIALS")) is not None:
+        out["credentials_file"] = Path(_clean(v)).expanduser()
+    if (v := get("DOCKER_CONFIG")) is not None:
+        out["docker_config"] = _default_docker_config({"DOCKER_CONFIG": _clean(v)})
+    out.update(_proxy_env(env))
     return out
 
 
@@ -300,8 +359,12 @@ def _from_file(path: Path) -> dict[str, Any]:
             out[key] = parse_keep_alive_env(str(value))
         elif key == "model_parallel":
             out[key] = _model_parallel(path, value)
-        elif key in ("models_dir", "llama_server", "cache_dir", "runtime_dir", "hardware_file"):
+        elif key in ("models_dir", "llama_server", "cache_dir", "runtime_dir", "hardware_file", "credentials_file"):
             out[key] = Path(str(value)).expanduser()
+        elif key == "docker_config":
+            out[key] = None if value is None or value is False else Path(str(value)).expanduser()
+        elif key in ("https_proxy", "http_proxy", "no_proxy"):
+            out[key] = "" if value is None else str(value).strip()
         elif key == "model_dirs":
             items = value if isinstance(value, list) else parse_model_dirs(str(value))
             out[key] = tuple(Path(str(item)).expanduser() for item in items)
@@ -328,7 +391,10 @@ def load_settings(env: Mapping[str, str] | None = None, flags: Mapping[str, Any]
     """Resolve settings from defaults, the config file, the environment and flags (in that order)."""
     env = os.environ if env is None else env
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    base = Settings(cache_dir=_default_cache_dir(env))
+    base = Settings(
+        cache_dir=_default_cache_dir(env),
+        credentials_file=_default_credentials_file(env),
+    )
     config_path = flags.get("config_file") or env.get("LLAMASUP_CONFIG")
     merged: dict[str, Any] = {}
     if config_path:
