@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import platform
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +27,8 @@ from .api.keys import BUILD, CATALOG, EMBED, FETCH, INFERENCE, PLAN, POOL, SETTI
 from .api import anthropic_routes, openai_routes
 from .api.ollama_routes import add_routes
 from .api import responses_routes
-from .api.keys import RESPONSES
+from .api.keys import RESPONSES, TRANSFER
+from .api.ollama_routes import OLLAMA_VERSION
 from .pool.hardware import Inventory, probe_inventory, refresh
 from .pool.inventory_file import inventory_from_file
 from .pool.placement import Limits, default_num_ctx, max_loaded_models
@@ -41,6 +44,10 @@ from .service.fetch import ImageFetcher
 from .service.inference import InferenceService
 from .service.planning import PlanService
 from .service.responses import ResponseStore
+from .service.transfer import TransferService
+from .registry.client import RegistryClient, Repository
+from .registry.credentials import CredentialStore
+from .registry.ollama_key import KeyOnFirstUse
 from .settings import Settings
 from .store import ModelStore, StoreLayout
 from .store.guard import StoreGuard
@@ -80,6 +87,11 @@ def inventory_source(settings: Settings, inventory: Inventory) -> InventorySourc
         return await asyncio.to_thread(refresh, inventory)
 
     return current
+
+
+# What registries see: Ollama's form, ``ollama/<version> (<goarch> <goos>)``, then llamasup's own mark.
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+USER_AGENT = f"ollama/{OLLAMA_VERSION} ({_GOARCH.get(platform.machine(), platform.machine())} {sys.platform}) llamasup"
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
@@ -132,9 +144,14 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     app[BUILD] = BuildContext(store=store, index=index, guard=guard, llama_server=binary)
     app[RESPONSES] = ResponseStore(settings.responses_max, settings.responses_ttl)
     app[FETCH] = ImageFetcher(settings)
+    registry = RegistryClient(user_agent=USER_AGENT, credentials=CredentialStore.from_settings(settings),
+                              signer=KeyOnFirstUse(settings.key_dir), proxies=settings.proxies)  # fmt: skip
+    app[TRANSFER] = TransferService(store, guard, registry, lambda name, insecure: Repository.of(name, insecure=insecure),
+                                    retries=settings.pull_retries)  # fmt: skip
     try:
         yield
     finally:
+        await registry.close()
         await app[FETCH].close()
         await pool.close()
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -32,6 +32,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     models_dir: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
+    key_dir: Path = field(default_factory=lambda: Path.home() / ".ollama")  # id_ed25519, as Ollama keeps it
     keep_alive: float | None = 300.0  # seconds; None = forever
     num_parallel: int = 1
     max_loaded_models: int = 0  # 0 = automatic (3 per GPU, 3 on CPU)
@@ -61,6 +62,7 @@ class Settings:
     hardware_file: Path | None = None  # LLAMASUP_HARDWARE: a YAML inventory used instead of probing
     health_interval: float = 5.0  # seconds between /health checks of a loaded runner
     health_timeout: float = 10.0  # a runner that misses two checks in a row is replaced
+    pull_retries: int = 6  # LLAMASUP_PULL_RETRIES: retries of a failing blob part (doubling waits from 1 s), as Ollama
     responses_max: int = 1000  # LLAMASUP_RESPONSES_MAX: /v1/responses kept for previous_response_id (0: none)
     responses_ttl: float = 3600.0  # LLAMASUP_RESPONSES_TTL: seconds (or a Go duration) each is kept
     # OpenAI image URLs, fetched by llamasup (Ollama refuses them)
@@ -318,6 +320,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         out["model_dirs"] = parse_model_dirs(_clean(v))
     if (v := get("LLAMASUP_STOP_GRACE")) is not None:
         out["stop_grace"] = float(_clean(v))
+    if (v := get("LLAMASUP_PULL_RETRIES")) is not None:
+        out["pull_retries"] = _parse_uint(v, Settings.pull_retries)
     if (v := get("LLAMASUP_RESPONSES_MAX")) is not None:
         out["responses_max"] = _parse_uint(v, Settings.responses_max)
     if (v := get("LLAMASUP_RESPONSES_TTL")) is not None:

@@ -78,6 +78,10 @@ def make_settings(tmp_path: Path, models_dir: Path, binary: Path, **overrides: o
         runner_threads=1,
         stop_grace=5.0,
         log_format="console",
+        # never the user's own logins or signing key
+        credentials_file=tmp_path / "credentials.json",
+        docker_config=None,
+        key_dir=tmp_path / "ollama-key",
     )
     return replace(settings, **overrides)  # type: ignore[arg-type]
 
@@ -198,4 +202,4 @@ async def chat_server(start_server: ServerFactory, llama_server_bin: Path, model
 
 
 # Real registries (docker-registry on 127.0.0.1: open, basic auth, token auth); see tests/registry_fixtures.py.
-from tests.registry_fixtures import registry_basic, registry_open, registry_token, token_server  # noqa: E402,F401
+from tests.registry_fixtures import registry_any, registry_basic, registry_open, registry_token, token_server  # noqa: E402,F401

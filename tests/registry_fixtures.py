@@ -48,3 +48,21 @@ async def registry_token(tmp_path: Path, token_server: TokenServer) -> AsyncIter
     finally:
         await asyncio.to_thread(server.stop)
         await token_server.close()
+
+
+@pytest.fixture(params=["open", "basic", "token"])
+async def registry_any(request: pytest.FixtureRequest, tmp_path: Path, token_server: TokenServer) -> AsyncIterator[RegistryServer]:
+    """Each of the three registries in turn (a test parametrized over the auth modes)."""
+    mode = request.param
+    if mode != "token":
+        server = RegistryServer(tmp_path / f"registry-{mode}", mode)
+    else:
+        await token_server.start()
+        server = RegistryServer(tmp_path / "registry-token", "token", token_server=token_server)
+    try:
+        await asyncio.to_thread(server.start)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+        if mode == "token":
+            await token_server.close()

@@ -12,6 +12,7 @@ from ..service.fetch import ImageFetcher
 from ..service.inference import InferenceService
 from ..service.planning import PlanService
 from ..service.responses import ResponseStore
+from ..service.transfer import TransferService
 from ..settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -23,3 +24,4 @@ BUILD = web.AppKey("build", BuildContext)
 PLAN = web.AppKey("plan", PlanService)
 RESPONSES = web.AppKey("responses", ResponseStore)
 FETCH = web.AppKey("fetch", ImageFetcher)
+TRANSFER = web.AppKey("transfer", TransferService)

@@ -287,6 +287,20 @@ class OllamaKey:
         return f"OllamaKey(path={str(self.path)!r}, fingerprint={self.fingerprint!r})"
 
 
+class KeyOnFirstUse:
+    """The ``Signer`` a server holds: the key in ``directory`` is read (or generated) the first time a
+    token request to Ollama's registry needs it, so nothing is written to ``~/.ollama`` before then."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._key: OllamaKey | None = None
+
+    def authorization(self, method: str, url: str) -> str:
+        if self._key is None:
+            self._key = OllamaKey.load_or_create(self.directory)
+        return self._key.authorization(method, url)
+
+
 def _read(path: Path) -> bytes | None:
     """The file's bytes, or None when it does not exist; other failures are SigningKeyError."""
     try:

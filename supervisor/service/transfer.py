@@ -1,0 +1,307 @@
+"""Pulling models from registries (reference/ollama-api.md §2.13, §9.1), with Ollama's progress stream.
+
+A pull fetches the manifest, downloads every blob the store lacks, and writes the manifest byte for
+byte. Each blob is downloaded by one task owned by this service (``_downloads``), in ranged parts
+written at their offsets into a partial file whose state is kept on disk (``store/partial.py``), so:
+
+- two pulls that need the same blob share its download (and its progress);
+- a pull that stops at any point (the client leaves, the registry dies, llamasup is killed) leaves a
+  partial that the next pull of that blob resumes; a download nobody waits for any more is cancelled;
+- a part that receives nothing for ``stall`` seconds is restarted (not counted as a failure); other
+  failures of a part are retried ``retries`` times with doubling waits;
+- a blob becomes visible only once its sha256 is the digest (a mismatch leaves nothing behind).
+
+The blobs of the manifest are pinned (``StoreGuard``) from the start, so a delete that prunes meanwhile
+cannot remove what this pull will reference; the manifest is written, and the layers the model no
+longer uses removed, under the guard's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from ..errors import BadRequest, RegistryConnectionError, RegistryError, StoreError
+from ..store import ModelName, ModelStore
+from ..store.blobs import ensure_dirs
+from ..store.guard import StoreGuard
+from ..store.manifests import MEDIA_TYPE_JSON, MEDIA_TYPE_TENSOR, Layer, Manifest
+from ..store.partial import Part, PartialBlob
+from ..store.prune import remove_unreferenced
+from .relay import Chunk
+
+log = structlog.get_logger("supervisor.transfer")
+T = TypeVar("T")
+WRITE_SIZE = 1 << 20  # bytes gathered before a write to the partial file (and a state update)
+
+
+class Registry(Protocol):
+    """What a pull needs of a registry client (``registry.client.RegistryClient``)."""
+
+    async def manifest(self, repo: Any, reference: str) -> bytes: ...
+
+    async def blob_size(self, repo: Any, digest: str) -> int: ...
+
+    async def blob_location(self, repo: Any, digest: str) -> Any: ...
+
+    def read_range(self, location: Any, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``start``..``end`` (inclusive) of the blob, as they arrive."""
+
+
+@dataclass
+class PullRequest:
+    name: ModelName
+    insecure: bool = False
+    stream: bool = True
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PullRequest:
+        model = data.get("model") or data.get("name")
+        if not model or not isinstance(model, str):
+            raise BadRequest("model is required")
+        stream = data.get("stream")
+        return cls(ModelName.parse(model), insecure=data.get("insecure") is True, stream=stream is not False)
+
+
+@dataclass
+class _Download:
+    """One blob being downloaded, and how many pulls wait for it."""
+
+    digest: str
+    total: int
+    completed: int = 0
+    waiters: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class _Stalled(Exception):
+    pass
+
+
+class TransferService:
+    def __init__(
+        self,
+        store: ModelStore,
+        guard: StoreGuard,
+        registry: Registry,
+        repository: Callable[[ModelName, bool], Any],
+        *,
+        retries: int = 6,
+        backoff: float = 1.0,
+        stall: float = 30.0,
+        parallel: int = 16,
+        tick: float = 0.06,
+    ) -> None:
+        self.store, self.guard, self.registry, self.repository = store, guard, registry, repository
+        self.retries, self.backoff, self.stall, self.parallel, self.tick = retries, backoff, stall, parallel, tick
+        self._downloads: dict[str, _Download] = {}
+
+    def downloading(self, digest: str) -> bool:
+        """Whether a download of ``digest`` is running (or stopping)."""
+        return digest in self._downloads
+
+    # -- pull ---------------------------------------------------------------------------------------
+    async def pull(self, req: PullRequest) -> AsyncGenerator[Chunk, None]:
+        repo = self.repository(req.name, req.insecure)
+        yield {"status": "pulling manifest"}
+        raw = await self.registry.manifest(repo, req.name.tag)
+        manifest = Manifest.parse(raw)
+        _check_runnable(manifest)
+        layers = [*manifest.layers, manifest.config]
+        with self.guard.pin() as pins:
+            for layer in layers:
+                pins.add(layer.digest)
+            async with aclosing(self._blobs(repo, layers)) as progress:
+                async for chunk in progress:
+                    yield chunk
+            yield {"status": "verifying sha256 digest"}  # each blob was verified as it completed
+            yield {"status": "writing manifest"}
+            async with self.guard.lock:
+                old = await asyncio.to_thread(self.store.resolve, req.name)
+                written = await asyncio.to_thread(self.store.write_manifest, req.name, raw)
+                unused = [d for d in (old.manifest.digests if old else ()) if d not in pins.digests]
+                if unused:
+                    await asyncio.to_thread(remove_unreferenced, self.store, unused, self.guard.pinned() - pins.digests)
+        if unused:
+            yield {"status": "removing unused layers"}
+        log.info("pulled model", model=written.display, layers=len(layers))
+        yield {"status": "success"}
+
+    async def _blobs(self, repo: Any, layers: list[Layer]) -> AsyncGenerator[Chunk, None]:
+        """Progress lines until every blob of ``layers`` is in the store (present ones: one line)."""
+        ensure_dirs(self.store.layout.blobs_dir)
+        joined: list[_Download] = []
+        pending: list[tuple[Layer, _Download]] = []
+        try:
+            for layer in dict((layer.digest, layer) for layer in layers).values():
+                if self.store.layout.blob_path(layer.digest).is_file():
+                    yield _progress(layer.digest, layer.size, layer.size)
+                    continue
+                download = await self._join(repo, layer)
+                joined.append(download)
+                pending.append((layer, download))
+            while pending:
+                tasks = {d.task for _, d in pending if d.task is not None}
+                await asyncio.wait(tasks, timeout=self.tick, return_when=asyncio.ALL_COMPLETED)
+                for layer, download in pending:
+                    yield _progress(layer.digest, download.total, download.completed)
+                for layer, download in list(pending):
+                    if download.task is not None and download.task.done():
+                        download.task.result()  # a failed download fails this pull
+                        pending.remove((layer, download))
+        finally:
+            for download in joined:
+                self._leave(download)
+
+    async def _join(self, repo: Any, layer: Layer) -> _Download:
+        """The blob's download, started if no other pull is running it. One being cancelled (its last
+        pull left) is let finish first, so two tasks never write the same partial."""
+        download = self._downloads.get(layer.digest)
+        if download is not None and download.task is not None and download.task.cancelling():
+            await asyncio.wait({download.task})
+            download = self._downloads.get(layer.digest)
+        if download is None or (download.task is not None and download.task.done()):
+            download = _Download(layer.digest, layer.size)
+            download.task = asyncio.create_task(self._download(repo, download), name=f"pull-{layer.digest[7:19]}")
+            self._downloads[layer.digest] = download
+            download.task.add_done_callback(lambda _: self._forget(download))
+        download.waiters += 1
+        return download
+
+    def _leave(self, download: _Download) -> None:
+        download.waiters -= 1
+        if download.waiters == 0 and download.task is not None and not download.task.done():
+            log.info("download stopped: no pull waits for it", digest=download.digest, completed=download.completed)
+            download.task.cancel()  # its partial stays for the next pull to resume
+
+    def _forget(self, download: _Download) -> None:
+        if self._downloads.get(download.digest) is download:
+            del self._downloads[download.digest]
+        if download.task is not None and not download.task.cancelled():
+            download.task.exception()  # retrieved: a failure is reported by the pulls that waited
+
+    async def _download(self, repo: Any, download: _Download) -> None:
+        layout = self.store.layout
+        blob = await _to_thread_uncancelled(PartialBlob.open, layout, download.digest, download.total)
+        download.completed = blob.completed
+        parts = [p for p in blob.parts if not p.done]
+        if parts:
+            if download.completed:
+                log.info("resuming download", digest=download.digest, completed=download.completed, total=download.total)
+            location = await self._retry(lambda: self.registry.blob_location(repo, download.digest), download.digest)
+            limit = asyncio.Semaphore(self.parallel)
+
+            async def run(part: Part) -> None:
+                async with limit:
+                    await self._part(blob, part, location, download)
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for part in parts:
+                        group.create_task(run(part))
+            except ExceptionGroup as e:  # the first failure is the pull's error (the others were cancelled)
+                raise e.exceptions[0] from None
+        await _to_thread_uncancelled(blob.commit)
+
+    async def _part(self, blob: PartialBlob, part: Part, location: Any, download: _Download) -> None:
+        """Fetch the rest of ``part``: restarted when it stalls, retried when it fails."""
+        failures = 0
+        while not part.done:
+            try:
+                await self._fetch(blob, part, location, download)
+                if not part.done:
+                    raise RegistryConnectionError(f"the registry ended part {part.n} of {blob.digest} early")
+            except _Stalled:
+                log.info("download part stalled, restarting", digest=blob.digest, part=part.n, seconds=self.stall)
+            except RegistryError as e:
+                failures += 1
+                if not e.retryable or failures > self.retries:
+                    raise
+                wait = self.backoff * 2 ** (failures - 1)
+                log.info("download part failed, retrying", digest=blob.digest, part=part.n, error=str(e), wait=wait)
+                await asyncio.sleep(wait)  # backoff before the next attempt
+
+    async def _fetch(self, blob: PartialBlob, part: Part, location: Any, download: _Download) -> None:
+        buf = bytearray()
+
+        async def flush() -> None:
+            if buf:
+                data = bytes(buf)
+                buf.clear()
+                try:
+                    await _to_thread_uncancelled(blob.write, part, data)
+                except OSError as e:
+                    raise _store_error(blob.digest, e) from e
+                download.completed += len(data)
+
+        stream = self.registry.read_range(location, part.next_byte, part.last_byte)
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(anext(stream, None), self.stall)
+                except TimeoutError:
+                    raise _Stalled() from None
+                if chunk is None:
+                    break
+                buf += chunk
+                if len(buf) >= WRITE_SIZE:
+                    await flush()
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()  # the connection goes with it
+            await flush()  # what arrived before a failure is kept
+
+    async def _retry(self, call: Callable[[], Awaitable[Any]], digest: str) -> Any:
+        failures = 0
+        while True:
+            try:
+                return await call()
+            except RegistryError as e:
+                failures += 1
+                if not e.retryable or failures > self.retries:
+                    raise
+                wait = self.backoff * 2 ** (failures - 1)
+                log.info("registry request failed, retrying", digest=digest, error=str(e), wait=wait)
+                await asyncio.sleep(wait)
+
+
+async def _to_thread_uncancelled(call: Callable[..., T], *args: Any) -> T:
+    """``call`` in a thread, waited for to the end even when the task is cancelled meanwhile (then
+    the cancellation follows): a file write cannot be interrupted, and a download must not count as
+    stopped while its last write is still changing the partial and its state."""
+    future = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        raise
+
+
+def _progress(digest: str, total: int, completed: int) -> Chunk:
+    """``pulling <12 hex>`` with the digest and sizes; ``completed`` left out while 0, as Ollama."""
+    chunk: Chunk = {"status": f"pulling {digest.removeprefix('sha256:')[:12]}", "digest": digest, "total": total}
+    if completed:
+        chunk["completed"] = completed
+    return chunk
+
+
+def _check_runnable(manifest: Manifest) -> None:
+    """Refuse a manifest llama-server cannot serve (safetensors tensor layers, for MLX)."""
+    if any(layer.media_type in (MEDIA_TYPE_TENSOR, MEDIA_TYPE_JSON) for layer in manifest.layers):
+        raise BadRequest(
+            "this model is stored as safetensors tensors (an MLX model), which llama-server cannot run; "
+            "pull a GGUF build of it instead"
+        )
+
+
+def _store_error(digest: str, e: OSError) -> StoreError:
+    if e.errno == errno.ENOSPC:
+        return StoreError(f"no space left on device while downloading {digest}: free some space and pull again (the download resumes)")
+    return StoreError(f"writing {digest}: {e.strerror or e}")

@@ -1,0 +1,51 @@
+"""Putting a model on a test registry with llamasup's registry client (before llamasup has a push)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import orjson
+
+from supervisor.registry.client import RegistryClient, Repository
+from supervisor.registry.credentials import CredentialStore
+from supervisor.store import ModelName
+from supervisor.store.manifests import MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS
+from tests.registry_server import RegistryServer
+
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def manifest_for(layers: list[tuple[str, bytes]], config: bytes) -> bytes:
+    """A schema-2 manifest of ``layers`` (media type, bytes) and ``config``, as Ollama writes one."""
+    return orjson.dumps({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": CONFIG_TYPE, "digest": digest_of(config), "size": len(config)},
+        "layers": [{"mediaType": kind, "digest": digest_of(data), "size": len(data)} for kind, data in layers],
+    }) + b"\n"  # fmt: skip
+
+
+async def publish(registry: RegistryServer, name: str, gguf: Path, tmp_path: Path, *, params: bytes = b'{"temperature":0.5}') -> tuple[bytes, dict[str, bytes]]:
+    """Upload ``gguf`` (and a params layer) as model ``name`` (``ns/model:tag``) on ``registry``; returns
+    the manifest bytes and every blob by digest."""
+    weights = gguf.read_bytes()
+    config = orjson.dumps({"model_format": "gguf", "model_family": "llama", "file_type": "F16", "rootfs": {"type": "layers", "diff_ids": []}})
+    layers = [(MEDIA_TYPE_MODEL, weights), (MEDIA_TYPE_PARAMS, params)]
+    manifest = manifest_for(layers, config)
+    store = CredentialStore(tmp_path / "publisher-credentials.json")
+    if registry.credentials is not None:
+        store.save(registry.host, registry.credentials.username, registry.credentials.password)
+    model = ModelName.parse(f"{registry.host}/{name}")
+    repo = Repository.of(model, insecure=True)
+    async with RegistryClient(user_agent="llamasup-tests", credentials=store, proxy_from_env=False) as client:
+        for data in (weights, params, config):
+            url = await client.start_upload(repo)
+            await client.finish_upload(url, digest_of(data), data)
+        await client.put_manifest(repo, model.tag, manifest, MANIFEST_TYPE)
+    return manifest, {digest_of(d): d for d in (weights, params, config)}
