@@ -1,8 +1,11 @@
-"""Putting a model on a test registry with llamasup's registry client (before llamasup has a push)."""
+"""A test registry seen through llamasup's registry client: putting a model there without llamasup's push
+(`publish`), reading a manifest back, and the requests its access log recorded."""
 
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -49,3 +52,35 @@ async def publish(registry: RegistryServer, name: str, gguf: Path, tmp_path: Pat
             await client.finish_upload(url, digest_of(data), data)
         await client.put_manifest(repo, model.tag, manifest, MANIFEST_TYPE)
     return manifest, {digest_of(d): d for d in (weights, params, config)}
+
+
+async def registry_manifest(registry: RegistryServer, name: str, tmp_path: Path) -> bytes:
+    """The manifest bytes the registry holds for ``name`` (``ns/model:tag``), read with its login."""
+    store = CredentialStore(tmp_path / "reader-credentials.json")
+    if registry.credentials is not None:
+        store.save(registry.host, registry.credentials.username, registry.credentials.password)
+    model = ModelName.parse(f"{registry.host}/{name}")
+    async with RegistryClient(user_agent="llamasup-tests", credentials=store, proxy_from_env=False) as client:
+        return await client.manifest(Repository.of(model, insecure=True), model.tag)
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    method: str
+    path: str  # with its query
+    status: int
+
+
+def logged_requests(registry: RegistryServer, since: int = 0) -> list[LoggedRequest]:
+    """The requests in the registry's access log (combined format) after byte offset ``since``."""
+    found: list[LoggedRequest] = []
+    with registry.log.open("rb") as f:
+        f.seek(since)
+        for line in f.read().decode(errors="replace").splitlines():
+            m = _ACCESS.match(line)
+            if m is not None:
+                found.append(LoggedRequest(m.group("method"), m.group("path"), int(m.group("status"))))
+    return found
+
+
+_ACCESS = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')

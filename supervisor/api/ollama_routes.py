@@ -14,7 +14,7 @@ from ..protocol.embed import EmbedRequest, RerankRequest, embed_reply, legacy_re
 from ..protocol.ollama_requests import ChatRequest, GenerateRequest
 from ..service.output import collect
 from ..service.planning import PlanRequest
-from ..service.transfer import PullRequest
+from ..service.transfer import PullRequest, PushRequest
 from .keys import BUILD, CATALOG, EMBED, INFERENCE, PLAN, TRANSFER
 from .streaming import json_response as _json
 from .streaming import respond
@@ -94,6 +94,11 @@ async def pull(request: web.Request) -> web.StreamResponse:
     return await respond(request, request.app[TRANSFER].pull(req), stream=req.stream, collect=lambda c: c[-1])
 
 
+async def push(request: web.Request) -> web.StreamResponse:
+    req = PushRequest.from_json(wire.decode_body(await request.read()))
+    return await respond(request, request.app[TRANSFER].push(req), stream=req.stream, collect=lambda c: c[-1])
+
+
 async def copy(request: web.Request) -> web.Response:
     await request.app[CATALOG].copy(wire.decode_body(await request.read()))
     return web.Response()
@@ -135,6 +140,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/show", show)
     app.router.add_post("/api/create", create)
     app.router.add_post("/api/pull", pull)
+    app.router.add_post("/api/push", push)
     app.router.add_post("/api/copy", copy)
     app.router.add_delete("/api/delete", delete)
     app.router.add_head("/api/blobs/{digest}", head_blob)

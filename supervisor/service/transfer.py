@@ -1,4 +1,5 @@
-"""Pulling models from registries (reference/ollama-api.md §2.13, §9.1), with Ollama's progress stream.
+"""Pulling models from registries (reference/ollama-api.md §2.13, §9.1), with Ollama's progress stream;
+pushing is the other half of this service, in ``push.py`` (which shares the helpers here).
 
 A pull fetches the manifest, downloads every blob the store lacks, and writes the manifest byte for
 byte. Each blob is downloaded by one task owned by this service (``_downloads``), in ranged parts
@@ -20,10 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import structlog
 
@@ -42,7 +43,7 @@ WRITE_SIZE = 1 << 20  # bytes gathered before a write to the partial file (and a
 
 
 class Registry(Protocol):
-    """What a pull needs of a registry client (``registry.client.RegistryClient``)."""
+    """What pull and push need of a registry client (``registry.client.RegistryClient``)."""
 
     async def manifest(self, repo: Any, reference: str) -> bytes: ...
 
@@ -53,20 +54,47 @@ class Registry(Protocol):
     def read_range(self, location: Any, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``start``..``end`` (inclusive) of the blob, as they arrive."""
 
+    async def blob_exists(self, repo: Any, digest: str) -> bool: ...
+
+    async def mount(self, repo: Any, digest: str, source_path: str) -> str | None:
+        """None when mounted from ``source_path``, else the URL of the upload session opened instead."""
+
+    async def start_upload(self, repo: Any) -> str: ...
+
+    async def upload_chunk(self, url: str, start: int, data: AsyncIterable[bytes] | bytes, length: int) -> str:
+        """Send bytes ``start``.. of the blob; the session URL to continue at."""
+
+    async def upload_status(self, url: str) -> Any:
+        """Where the session stands: ``.url`` to continue at, ``.offset`` the next byte it expects."""
+
+    async def finish_upload(self, url: str, digest: str, data: bytes | None = None) -> None: ...
+
+    async def put_manifest(self, repo: Any, reference: str, data: bytes, media_type: str) -> None: ...
+
 
 @dataclass
-class PullRequest:
+class _TransferRequest:
+    """``{"model"`` (or ``"name"``), ``"insecure"``, ``"stream"}``, read as Ollama reads them."""
+
     name: ModelName
     insecure: bool = False
     stream: bool = True
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PullRequest:
+    def from_json(cls, data: dict[str, Any]) -> Self:
         model = data.get("model") or data.get("name")
         if not model or not isinstance(model, str):
             raise BadRequest("model is required")
         stream = data.get("stream")
         return cls(ModelName.parse(model), insecure=data.get("insecure") is True, stream=stream is not False)
+
+
+class PullRequest(_TransferRequest):
+    pass
+
+
+class PushRequest(_TransferRequest):
+    pass
 
 
 @dataclass
@@ -97,14 +125,25 @@ class TransferService:
         stall: float = 30.0,
         parallel: int = 16,
         tick: float = 0.06,
+        upload_part: int | None = None,
     ) -> None:
+        """``upload_part``: bytes per upload PATCH of a push; None is Ollama's split (``plan_parts``)."""
+        if upload_part is not None and upload_part < 1:
+            raise ValueError(f"upload_part must be positive, not {upload_part}")
         self.store, self.guard, self.registry, self.repository = store, guard, registry, repository
         self.retries, self.backoff, self.stall, self.parallel, self.tick = retries, backoff, stall, parallel, tick
+        self.upload_part = upload_part
         self._downloads: dict[str, _Download] = {}
 
     def downloading(self, digest: str) -> bool:
         """Whether a download of ``digest`` is running (or stopping)."""
         return digest in self._downloads
+
+    def push(self, req: PushRequest) -> AsyncGenerator[Chunk, None]:
+        """Ollama's push of a local model, with its progress stream (``push.py``)."""
+        from .push import push  # push.py builds on this module's helpers: imported here, not at the top
+
+        return push(self, req)
 
     # -- pull ---------------------------------------------------------------------------------------
     async def pull(self, req: PullRequest) -> AsyncGenerator[Chunk, None]:
@@ -284,9 +323,9 @@ async def _to_thread_uncancelled(call: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _progress(digest: str, total: int, completed: int) -> Chunk:
-    """``pulling <12 hex>`` with the digest and sizes; ``completed`` left out while 0, as Ollama."""
-    chunk: Chunk = {"status": f"pulling {digest.removeprefix('sha256:')[:12]}", "digest": digest, "total": total}
+def _progress(digest: str, total: int, completed: int, verb: str = "pulling") -> Chunk:
+    """``pulling <12 hex>`` (or ``pushing …``) with the digest and sizes; ``completed`` left out while 0, as Ollama."""
+    chunk: Chunk = {"status": f"{verb} {digest.removeprefix('sha256:')[:12]}", "digest": digest, "total": total}
     if completed:
         chunk["completed"] = completed
     return chunk
