@@ -7,7 +7,6 @@ mid-PATCH that still ends with the right blob."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from supervisor.store import ModelName, ModelStore, StoreLayout
 from supervisor.store.guard import StoreGuard
 from tests.conftest import ServerFactory, base_url, wait_until
 from tests.models import write_model
+from tests.registry_proxy import RegistryProxy
 from tests.registry_push import LoggedRequest, logged_requests, registry_manifest
 from tests.registry_server import RegistryServer
 from tests.store_helpers import install_gguf
@@ -216,63 +216,6 @@ async def test_a_blob_larger_than_a_part_goes_up_in_several_patches(registry_any
     assert await registry_manifest(registry, "team/m:1", tmp_path) == manifest
 
 
-class UploadCutter:
-    """A TCP proxy in front of the registry that, once, closes the connection after ``limit`` bytes have
-    gone *to* the registry (mid-PATCH, whatever the machine's speed); ``cut`` is set then. Otherwise it
-    relays both ways, and a connection that either side closes is closed on the other side too."""
-
-    def __init__(self, upstream_port: int, limit: int) -> None:
-        self.upstream_port, self.limit = upstream_port, limit
-        self.sent = 0
-        self.cut = asyncio.Event()
-        self._server: asyncio.Server | None = None
-
-    @property
-    def host(self) -> str:
-        assert self._server is not None
-        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-
-        async def upstream() -> None:
-            while data := await reader.read(1 << 16):
-                if not self.cut.is_set() and self.sent + len(data) >= self.limit:
-                    up_writer.write(data[: self.limit - self.sent])
-                    await up_writer.drain()
-                    self.cut.set()
-                    raise ConnectionResetError("cut")
-                self.sent += len(data)
-                up_writer.write(data)
-                await up_writer.drain()
-
-        async def downstream() -> None:
-            while data := await up_reader.read(1 << 16):
-                writer.write(data)
-                await writer.drain()
-
-        relays = {asyncio.create_task(upstream()), asyncio.create_task(downstream())}
-        try:
-            await asyncio.wait(relays, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for relay in relays:
-                relay.cancel()
-            await asyncio.wait(relays)
-            for relay in relays:
-                if not relay.cancelled():
-                    with contextlib.suppress(OSError, ConnectionError):
-                        relay.result()
-            writer.close()
-            up_writer.close()
-
-
 async def test_an_upload_cut_mid_patch_still_ends_with_the_right_blob(registry_open: RegistryServer, tmp_path: Path, push_gguf: Path,
                                                                       models_dir: Path) -> None:  # fmt: skip
     """The connection drops half way through a PATCH: the push goes on (from where the session stands, or
@@ -280,7 +223,7 @@ async def test_an_upload_cut_mid_patch_still_ends_with_the_right_blob(registry_o
     One cut may cost three failed requests (the cut PATCH; a PATCH that finds the session cancelled when
     the status was asked before the registry had written the cut bytes; a request on the connection the
     registry closes after refusing that PATCH unread): the default retries, not the tests' two."""
-    proxy = UploadCutter(registry_open.port, limit=PART + PART // 2)
+    proxy = RegistryProxy(registry_open.port, cut_after=PART + PART // 2)
     await proxy.start()
     try:
         name = _install(models_dir, registry_open, push_gguf)
