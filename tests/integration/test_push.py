@@ -6,7 +6,6 @@ mid-PATCH that still ends with the right blob."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
