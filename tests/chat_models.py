@@ -18,6 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from aiohttp.test_utils import TestServer
+
 from tests.scripted_models import ASSISTANT_TRIGGER, write_scripted_model
 from tests.store_helpers import install_gguf
 
@@ -128,3 +131,14 @@ def install_chat_models(models_dir: Path, ggufs: dict[str, Path]) -> Path:
     install_gguf(models_dir, "tools-go", ggufs["tools"], template=GO_CHATML)
     install_gguf(models_dir, "tools-native", ggufs["tools"])
     return models_dir
+
+
+async def ollama_prompt_tokens(server: TestServer, body: dict[str, Any]) -> int:
+    """prompt_eval_count of an Ollama /api/chat with the same conversation (one token generated): what
+    the translations' token counts are compared with."""
+    async with aiohttp.ClientSession() as session:
+        url = str(server.make_url("/api/chat"))
+        async with session.post(url, json={**body, "stream": False, "options": {"num_predict": 1}}) as r:
+            reply = await r.json()
+            assert r.status == 200, reply
+            return int(reply["prompt_eval_count"])

@@ -17,7 +17,7 @@ import anthropic
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.chat_models import ANSWER_SCRIPT, WEATHER_TOOL
+from tests.chat_models import ANSWER_SCRIPT, WEATHER_TOOL, ollama_prompt_tokens
 from tests.conftest import ServerFactory, base_url
 from tests.models import write_model
 from tests.projector_models import image_token_count, tiny_png, write_projector
@@ -57,15 +57,6 @@ def _blocks(message: Any) -> list[tuple[str, Any]]:
                    "tool_use": (getattr(block, "name", None), getattr(block, "input", None))}[block.type]  # fmt: skip
         out.append((block.type, payload))
     return out
-
-
-async def _ollama_prompt_tokens(server: TestServer, body: dict[str, Any]) -> int:
-    """prompt_eval_count of an Ollama /api/chat with the same conversation (one token generated)."""
-    async with aiohttp.ClientSession() as session:
-        async with session.post(base_url(server) + "/api/chat", json={**body, "stream": False, "options": {"num_predict": 1}}) as r:
-            reply = await r.json()
-            assert r.status == 200, reply
-            return int(reply["prompt_eval_count"])
 
 
 # -- replies ---------------------------------------------------------------------------------------
@@ -133,7 +124,7 @@ async def test_system_prompt_and_count_tokens(server: TestServer) -> None:
     prompt_eval_count of /api/chat with the same messages, and grow with the text."""
     client = _async(server)
     messages: Any = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "2+2?"}]
-    expected = await _ollama_prompt_tokens(server, {"model": "plain-go", "messages": [{"role": "system", "content": "Be terse."}, *messages]})
+    expected = await ollama_prompt_tokens(server, {"model": "plain-go", "messages": [{"role": "system", "content": "Be terse."}, *messages]})
     counted = await client.messages.count_tokens(model="plain-go", system="Be terse.", messages=messages)
     message = await client.messages.create(model="plain-go", max_tokens=16, system=[{"type": "text", "text": "Be terse."}], messages=messages)
     assert counted.input_tokens == expected == message.usage.input_tokens
@@ -202,7 +193,7 @@ async def test_tool_result_follow_up(server: TestServer, model: str) -> None:
                        {"role": "assistant", "content": "", "tool_calls": [{"id": call.id, "function": {"name": call.name, "arguments": call.input}}]},
                        {"role": "tool", "content": "20C", "tool_name": "get_weather", "tool_call_id": call.id}]  # fmt: skip
     counted = await client.messages.count_tokens(model=model, messages=messages, tools=[WEATHER])
-    assert counted.input_tokens == await _ollama_prompt_tokens(server, {"model": model, "messages": ollama_messages, "tools": [WEATHER_TOOL]})
+    assert counted.input_tokens == await ollama_prompt_tokens(server, {"model": model, "messages": ollama_messages, "tools": [WEATHER_TOOL]})
     reply = await client.messages.create(model=model, max_tokens=128, messages=messages, tools=[WEATHER])
     assert reply.usage.input_tokens == counted.input_tokens and reply.stop_reason == "tool_use"
 

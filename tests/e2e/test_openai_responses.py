@@ -16,7 +16,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.chat_models import WEATHER_TOOL
+from tests.chat_models import WEATHER_TOOL, ollama_prompt_tokens
 from tests.conftest import ServerFactory, base_url
 from tests.models import write_model
 from tests.projector_models import image_token_count, tiny_png, write_projector
@@ -42,15 +42,6 @@ def _sync(server: TestServer) -> openai.OpenAI:
 async def _in_thread(call: Callable[[], T]) -> T:
     """The sync client, off the event loop the server runs on."""
     return await asyncio.to_thread(call)
-
-
-async def _ollama_prompt_tokens(server: TestServer, body: dict[str, Any]) -> int:
-    """prompt_eval_count of an Ollama /api/chat with the same conversation (one token generated)."""
-    async with aiohttp.ClientSession() as session:
-        async with session.post(base_url(server) + "/api/chat", json={**body, "stream": False, "options": {"num_predict": 1}}) as r:
-            reply = await r.json()
-            assert r.status == 200, reply
-            return int(reply["prompt_eval_count"])
 
 
 def _types(response: Any) -> list[str]:
@@ -91,7 +82,7 @@ async def test_reasoning_effort_none_turns_thinking_off(server: TestServer) -> N
 async def test_instructions_are_a_system_message(server: TestServer) -> None:
     """instructions come first as a system message: the prompt is /api/chat's with that system message."""
     r = await _async(server).responses.create(model="plain-go", instructions="Be terse.", input="Hi")
-    expected = await _ollama_prompt_tokens(server, {"model": "plain-go", "messages": [
+    expected = await ollama_prompt_tokens(server, {"model": "plain-go", "messages": [
         {"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}]})  # fmt: skip
     assert r.usage is not None and r.usage.input_tokens == expected
     assert r.instructions == "Be terse." and r.output_text == "Hello from llamasup."
@@ -190,7 +181,7 @@ async def test_function_call_and_its_output(server: TestServer, model: str) -> N
          "tool_calls": [{"id": call.call_id, "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}}]},
         {"role": "tool", "content": "20C", "tool_name": "get_weather", "tool_call_id": call.call_id},
     ]  # fmt: skip
-    expected = await _ollama_prompt_tokens(server, {"model": model, "messages": messages, "tools": [WEATHER_TOOL]})
+    expected = await ollama_prompt_tokens(server, {"model": model, "messages": messages, "tools": [WEATHER_TOOL]})
     assert second.usage is not None and second.usage.input_tokens == expected
     assert second.previous_response_id == first.id
 
@@ -214,7 +205,7 @@ async def test_previous_response_id_continues_the_conversation(server: TestServe
     messages = [{"role": "user", "content": "2+2?"},
                 {"role": "assistant", "content": "The answer is 4.", "thinking": "Let me see."},
                 {"role": "user", "content": "And 3+3?"}]  # fmt: skip
-    expected = await _ollama_prompt_tokens(server, {"model": "answer-go", "messages": messages})
+    expected = await ollama_prompt_tokens(server, {"model": "answer-go", "messages": messages})
     assert second.usage is not None and fresh.usage is not None
     assert second.usage.input_tokens == expected > fresh.usage.input_tokens
     third = await client.responses.create(model="answer-go", previous_response_id=second.id, input="And 4+4?")
