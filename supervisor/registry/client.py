@@ -189,7 +189,10 @@ class RegistryClient:
         """Where to read the blob: the first redirect to another host (a CDN's signed URL, read without
         credentials), or — when the registry serves it itself — the registry URL, authorized."""
         url = repo.url(f"blobs/{digest}")
-        async with self._t.follow("GET", url, scopes=(repo.pull_scope,), stop_at_other_origin=True, stream=True) as hop:
+        # One byte: a registry that serves the blob itself would otherwise start sending all of it,
+        # and whatever it had written when the answer is dropped would be wasted.
+        probe = {"Range": "bytes=0-0"}
+        async with self._t.follow("GET", url, scopes=(repo.pull_scope,), headers=probe, stop_at_other_origin=True, stream=True) as hop:
             if hop.response is None:
                 return BlobLocation(str(hop.url), None)
             if hop.response.status not in (200, 206):
