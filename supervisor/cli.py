@@ -1,4 +1,5 @@
-"""The ``llamasup`` command. ``serve`` runs the server; ``create`` and ``plan`` are clients of its HTTP API.
+"""The ``llamasup`` command. ``serve`` runs the server; ``create`` and ``plan`` are clients of its HTTP API;
+``login`` and ``logout`` keep registry logins in llamasup's credentials file (``LLAMASUP_CREDENTIALS``).
 
 Shutdown (uvicorn's model): the first SIGINT/SIGTERM only sets a flag; the server then stops accepting,
 lets in-flight requests finish within ``--shutdown-timeout``, and the pool stops every runner. A second
@@ -48,7 +49,40 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--ctx", type=int, help="context per request (num_ctx)")
     pl.add_argument("--parallel", type=int, help="parallel slots (num_parallel)")
     pl.add_argument("--json", action="store_true", help="print the server's answer as JSON")
+    li = sub.add_parser("login", help="store a login for a registry (used by pull and push)")
+    li.add_argument("registry", help="registry host, e.g. registry.example.com or 127.0.0.1:5000")
+    li.add_argument("-u", "--username", help="user name (asked for when not given)")
+    li.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    lo = sub.add_parser("logout", help="forget the stored login for a registry")
+    lo.add_argument("registry", help="registry host")
     return p
+
+
+def _login(args: argparse.Namespace) -> int:
+    """Save (``login``) or remove (``logout``) a registry login; the password is never printed."""
+    import getpass
+
+    from .registry.credentials import CredentialStore
+
+    try:
+        store = CredentialStore.from_settings(load_settings())
+        if args.command == "logout":
+            removed = store.remove(args.registry)
+            print(f"{'Removed the login for' if removed else 'No login stored for'} {args.registry} in {store.path}")
+            return 0
+        username = args.username or input("Username: ").strip()
+        password = sys.stdin.read().rstrip("\r\n") if args.password_stdin else getpass.getpass("Password: ")
+        if not password:
+            print("llamasup: a password is required", file=sys.stderr)
+            return 2
+        store.save(args.registry, username, password)
+    except (ConfigError, LlamasupError) as e:
+        print(f"llamasup: {e}", file=sys.stderr)
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        return 130
+    print(f"Login for {args.registry} saved in {store.path}")
+    return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -124,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _create(args)
     if args.command == "plan":
         return _plan(args)
+    if args.command in ("login", "logout"):
+        return _login(args)
     try:
         settings = load_settings(flags=_flags(args))
     except ConfigError as e:
