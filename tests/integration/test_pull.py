@@ -5,6 +5,8 @@ from llamasup's credentials file, resume after an interruption, and a corrupt bl
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from collections.abc import Iterator
 import json
 from pathlib import Path
 from typing import Any
@@ -198,3 +200,35 @@ async def test_a_client_that_leaves_stops_the_download(registry_open: RegistrySe
         await wait_until(lambda: "download stopped: no pull waits for it" in log.read_text(), what="the download to stop")
     finally:
         await proxy.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs (the tests run as root, as CI does; a failing mount fails the test, never skips it)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_full_disk_is_a_clean_error(registry_open: RegistryServer, start_server: ServerFactory, fake_llama_server_bin: Path,
+                                            tmp_path: Path, small_disk: Path) -> None:  # fmt: skip
+    """A store on a disk too small for the model: the pull ends with an error that says so and how to go
+    on; no manifest and no blob of it appear (the partial stays for a resumed pull)."""
+    weights_file = tmp_path / "big.bin"
+    weights_file.write_bytes(b"GGUF" + bytes(range(256)) * (8 << 12))  # 8 MiB on a 4 MiB disk
+    _, blobs = await publish(registry_open, "team/big:1", weights_file, tmp_path)
+    weights = max(blobs, key=lambda d: len(blobs[d]))
+    store = small_disk / "models"
+    server = await start_server(fake_llama_server_bin, models_dir=store)
+    client = ollama.AsyncClient(host=base_url(server))
+    with pytest.raises(ollama.ResponseError) as info:
+        async for _ in await client.pull(f"{registry_open.host}/team/big:1", insecure=True, stream=True):
+            pass
+    assert info.value.error.startswith(f"no space left on device while downloading {weights}")
+    assert not StoreLayout(store).blob_path(weights).exists()
+    assert not (store / "manifests").exists() or not list((store / "manifests").rglob("big"))
+    assert (await client.list()).models == []
