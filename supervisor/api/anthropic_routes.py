@@ -17,7 +17,7 @@ async def _request(request: web.Request, *, counting: bool) -> tuple[ChatRequest
     """The body decoded and translated, with its image URLs fetched (by llamasup, as for OpenAI)."""
     data = wire.decode_body(await request.read())
     urls = anthropic.remote_images(data)
-    fetched = await request.app[FETCH].fetch(urls) if urls else {}
+    fetched = await request.app[FETCH].fetch(urls)  # {} when there are none
     return anthropic.messages_request(data, fetched, counting=counting)
 
 

@@ -52,7 +52,7 @@ async def rerank(request: web.Request) -> web.Response:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     data = wire.decode_body(await request.read())
     urls = chat.remote_images(data)
-    fetched = await request.app[FETCH].fetch(urls) if urls else {}
+    fetched = await request.app[FETCH].fetch(urls)  # {} when there are none
     req, opts = chat.chat_request(data, fetched)
     chunks = _choices(req, opts.n, request.app[INFERENCE].chat)
     return await respond(request, chunks, stream=opts.stream, framing=out.chat_stream(req.model, opts),

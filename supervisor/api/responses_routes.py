@@ -21,7 +21,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     previous = responses.previous_response_id(data)
     history = store.conversation(previous) if previous else []
     urls = responses.remote_images(data)
-    fetched = await request.app[FETCH].fetch(urls) if urls else {}
+    fetched = await request.app[FETCH].fetch(urls)  # {} when there are none
     req, head = responses.responses_request(data, history, fetched)
     out = ResponseStream(head)
     reply = await respond(request, request.app[INFERENCE].chat(req), stream=head.stream, framing=out,
