@@ -8,12 +8,13 @@ itself starts in a worker thread so the loop keeps serving while it waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.registry_server import RegistryServer, TokenServer, registry_server
+from tests.registry_server import Mode, RegistryServer, TokenServer, registry_server
 
 
 @pytest.fixture
@@ -37,28 +38,12 @@ def token_server() -> TokenServer:
     return TokenServer()
 
 
-@pytest.fixture
-async def registry_token(tmp_path: Path, token_server: TokenServer) -> AsyncIterator[RegistryServer]:
-    """A registry with token auth against ``token_server`` (``.token_server``; ``.credentials`` is its user)."""
-    await token_server.start()
-    server = RegistryServer(tmp_path / "registry-token", "token", token_server=token_server)
-    try:
-        await asyncio.to_thread(server.start)
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
-        await token_server.close()
-
-
-@pytest.fixture(params=["open", "basic", "token"])
-async def registry_any(request: pytest.FixtureRequest, tmp_path: Path, token_server: TokenServer) -> AsyncIterator[RegistryServer]:
-    """Each of the three registries in turn (a test parametrized over the auth modes)."""
-    mode = request.param
-    if mode != "token":
-        server = RegistryServer(tmp_path / f"registry-{mode}", mode)
-    else:
+@contextlib.asynccontextmanager
+async def started(tmp_path: Path, mode: Mode, token_server: TokenServer) -> AsyncIterator[RegistryServer]:
+    """A registry in ``mode``, running (in token mode with ``token_server`` started too), then stopped."""
+    if mode == "token":
         await token_server.start()
-        server = RegistryServer(tmp_path / "registry-token", "token", token_server=token_server)
+    server = RegistryServer(tmp_path / f"registry-{mode}", mode, token_server=token_server if mode == "token" else None)
     try:
         await asyncio.to_thread(server.start)
         yield server
@@ -66,3 +51,17 @@ async def registry_any(request: pytest.FixtureRequest, tmp_path: Path, token_ser
         await asyncio.to_thread(server.stop)
         if mode == "token":
             await token_server.close()
+
+
+@pytest.fixture
+async def registry_token(tmp_path: Path, token_server: TokenServer) -> AsyncIterator[RegistryServer]:
+    """A registry with token auth against ``token_server`` (``.token_server``; ``.credentials`` is its user)."""
+    async with started(tmp_path, "token", token_server) as server:
+        yield server
+
+
+@pytest.fixture(params=["open", "basic", "token"])
+async def registry_any(request: pytest.FixtureRequest, tmp_path: Path, token_server: TokenServer) -> AsyncIterator[RegistryServer]:
+    """Each of the three registries in turn (a test parametrized over the auth modes)."""
+    async with started(tmp_path, request.param, token_server) as server:
+        yield server

@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -14,9 +15,8 @@ from supervisor.registry.client import RegistryClient, Repository
 from supervisor.registry.credentials import CredentialStore
 from supervisor.store import ModelName
 from supervisor.store.manifests import MEDIA_TYPE_MODEL, MEDIA_TYPE_PARAMS
-from tests.registry_server import RegistryServer
+from tests.registry_server import MANIFEST_V2, RegistryServer
 
-MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 
 
@@ -28,7 +28,7 @@ def manifest_for(layers: list[tuple[str, bytes]], config: bytes) -> bytes:
     """A schema-2 manifest of ``layers`` (media type, bytes) and ``config``, as Ollama writes one."""
     return orjson.dumps({
         "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
+        "mediaType": MANIFEST_V2,
         "config": {"mediaType": CONFIG_TYPE, "digest": digest_of(config), "size": len(config)},
         "layers": [{"mediaType": kind, "digest": digest_of(data), "size": len(data)} for kind, data in layers],
     }) + b"\n"  # fmt: skip
@@ -50,7 +50,7 @@ async def publish(registry: RegistryServer, name: str, gguf: Path, tmp_path: Pat
         for data in (weights, params, config):
             url = await client.start_upload(repo)
             await client.finish_upload(url, digest_of(data), data)
-        await client.put_manifest(repo, model.tag, manifest, MANIFEST_TYPE)
+        await client.put_manifest(repo, model.tag, manifest, MANIFEST_V2)
     return manifest, {digest_of(d): d for d in (weights, params, config)}
 
 
@@ -84,3 +84,12 @@ def logged_requests(registry: RegistryServer, since: int = 0) -> list[LoggedRequ
 
 
 _ACCESS = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
+
+
+def progress_statuses(progress: list[Any]) -> list[str]:
+    """The statuses of a pull's or push's progress, repeats of one line collapsed."""
+    out: list[str] = []
+    for p in progress:
+        if not out or out[-1] != p.status:
+            out.append(p.status)
+    return out

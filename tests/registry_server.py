@@ -91,6 +91,23 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def manifest_for(config: bytes, layer: bytes) -> bytes:
+    """A manifest of one model layer and a config, indented (not compact): the registry must hand back
+    these exact bytes, not a re-encoding."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_V2,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256_digest(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": sha256_digest(layer), "size": len(layer)}],
+        },
+        indent=2,
+    ).encode()
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -21,7 +21,7 @@ from supervisor.store.layout import StoreLayout
 from tests.conftest import ServerFactory, base_url, wait_until
 from tests.models import write_model
 from tests.registry_proxy import RegistryProxy
-from tests.registry_push import publish
+from tests.registry_push import progress_statuses, publish
 from tests.registry_server import RegistryServer
 
 
@@ -37,15 +37,6 @@ async def _server(start_server: ServerFactory, fake_llama_server_bin: Path, tmp_
     return await start_server(fake_llama_server_bin, **settings)
 
 
-def _statuses(progress: list[Any]) -> list[str]:
-    """The progress statuses with repeats of one line collapsed."""
-    out: list[str] = []
-    for p in progress:
-        if not out or out[-1] != p.status:
-            out.append(p.status)
-    return out
-
-
 async def test_pull_from_a_registry(registry_any: RegistryServer, start_server: ServerFactory, fake_llama_server_bin: Path,
                                     tmp_path: Path, small_gguf: Path, models_dir: Path) -> None:  # fmt: skip
     """The model comes down with Ollama's progress sequence; its manifest and blobs are stored byte for
@@ -56,7 +47,7 @@ async def test_pull_from_a_registry(registry_any: RegistryServer, start_server: 
     client = ollama.AsyncClient(host=base_url(server))
     name = f"{registry.host}/team/small:1"
     progress = [p async for p in await client.pull(name, insecure=True, stream=True)]
-    statuses = _statuses(progress)
+    statuses = progress_statuses(progress)
     assert statuses[0] == "pulling manifest" and statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
     pulled = {p.digest: p for p in progress if p.digest}
     assert set(pulled) == set(blobs) and all(pulled[d].completed == pulled[d].total == len(blobs[d]) for d in blobs)

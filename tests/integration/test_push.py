@@ -23,7 +23,7 @@ from supervisor.store.guard import StoreGuard
 from tests.conftest import ServerFactory, base_url, wait_until
 from tests.models import write_model
 from tests.registry_proxy import RegistryProxy
-from tests.registry_push import LoggedRequest, logged_requests, registry_manifest
+from tests.registry_push import LoggedRequest, logged_requests, progress_statuses, registry_manifest
 from tests.registry_server import RegistryServer
 from tests.store_helpers import install_gguf
 
@@ -62,15 +62,6 @@ def _local(models_dir: Path, name: str) -> tuple[bytes, dict[str, bytes]]:
     return model.path.read_bytes(), {d: store.layout.blob_path(d).read_bytes() for d in model.manifest.digests}
 
 
-def _statuses(progress: list[Any]) -> list[str]:
-    """The progress statuses with repeats of one line collapsed."""
-    out: list[str] = []
-    for p in progress:
-        if not out or out[-1] != p.status:
-            out.append(p.status)
-    return out
-
-
 async def _logged_through_manifest(registry: RegistryServer, since: int) -> list[LoggedRequest]:
     """The registry's logged requests after ``since``, once its log holds the push's last one (the
     manifest PUT): the registry writes each line as its answer goes out."""
@@ -81,7 +72,7 @@ async def _logged_through_manifest(registry: RegistryServer, since: int) -> list
 
 def _check_progress(progress: list[Any], blobs: dict[str, bytes]) -> None:
     """Ollama's push sequence, each blob's lines `pushing <12 hex>` and its last one complete."""
-    statuses = _statuses(progress)
+    statuses = progress_statuses(progress)
     assert statuses[0] == "retrieving manifest" and statuses[-2:] == ["pushing manifest", "success"]
     assert all(s.startswith("pushing ") for s in statuses[1:-2])
     last = {p.digest: p for p in progress if p.digest}

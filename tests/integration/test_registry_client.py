@@ -27,10 +27,9 @@ from supervisor.errors import (
 from supervisor.registry.auth import merge_scopes
 from supervisor.registry.client import BlobLocation, RegistryClient, Repository
 from supervisor.registry.credentials import Credential, CredentialStore
-from tests.registry_server import Credentials, RegistryServer, sha256_digest
+from tests.registry_server import MANIFEST_V2, Credentials, RegistryServer, manifest_for, sha256_digest
 
 UA = "llamasup-test/0 (registry client)"
-MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 WRONG_PASSWORD = "definitely-not-the-password"
 
 
@@ -56,18 +55,6 @@ async def chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
 async def read_all(client: RegistryClient, location: BlobLocation, start: int, end: int) -> bytes:
     async with aclosing(client.read_range(location, start, end)) as stream:
         return b"".join([chunk async for chunk in stream])
-
-
-def manifest_for(config: bytes, layer: bytes) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_V2,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256_digest(config), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": sha256_digest(layer), "size": len(layer)}],
-        },
-        indent=2,
-    ).encode()
 
 
 def canonical(scopes: list[str]) -> set[str]:

@@ -19,16 +19,17 @@ from multidict import CIMultiDictProxy
 
 from tests.registry_server import (
     BASIC_REALM,
+    MANIFEST_V2,
     SERVICE,
     Credentials,
     RegistryServer,
     SigningKey,
     TokenServer,
+    manifest_for,
     parse_scope,
     sha256_digest,
 )
 
-MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
@@ -99,18 +100,6 @@ class Client:
         assert done.status == 201, done.body
         assert done.headers["Docker-Content-Digest"] == digest
         return digest
-
-
-def manifest_for(config: bytes, layer: bytes) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_V2,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256_digest(config), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": sha256_digest(layer), "size": len(layer)}],
-        },
-        indent=2,  # not compact: the registry must hand back these exact bytes, not a re-encoding
-    ).encode()
 
 
 @pytest.fixture
