@@ -260,11 +260,7 @@ class TransferService:
                 log.info("download part stalled, restarting", digest=blob.digest, part=part.n, seconds=self.stall)
             except RegistryError as e:
                 failures += 1
-                if not e.retryable or failures > self.retries:
-                    raise
-                wait = self.backoff * 2 ** (failures - 1)
-                log.info("download part failed, retrying", digest=blob.digest, part=part.n, error=str(e), wait=wait)
-                await asyncio.sleep(wait)  # backoff before the next attempt
+                await self._back_off(e, failures, "download part failed, retrying", digest=blob.digest, part=part.n)
 
     async def _fetch(self, blob: PartialBlob, part: Part, location: Any, download: _Download) -> None:
         buf = bytearray()
@@ -304,11 +300,16 @@ class TransferService:
                 return await call()
             except RegistryError as e:
                 failures += 1
-                if not e.retryable or failures > self.retries:
-                    raise
-                wait = self.backoff * 2 ** (failures - 1)
-                log.info("registry request failed, retrying", digest=digest, error=str(e), wait=wait)
-                await asyncio.sleep(wait)
+                await self._back_off(e, failures, "registry request failed, retrying", digest=digest)
+
+    async def _back_off(self, error: RegistryError, failures: int, event: str, **fields: Any) -> None:
+        """After the ``failures``-th failure in a row: ``error`` again when it is not worth retrying or
+        the retries are used up, else the doubling wait before the next attempt."""
+        if not error.retryable or failures > self.retries:
+            raise error
+        wait = self.backoff * 2 ** (failures - 1)
+        log.info(event, error=str(error), wait=wait, **fields)
+        await asyncio.sleep(wait)
 
 
 async def _to_thread_uncancelled(call: Callable[..., T], *args: Any) -> T:
