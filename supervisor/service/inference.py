@@ -195,6 +195,15 @@ class InferenceService:
         return OutputSplitter(thinking, parser), closing
 
     # -- prompts ------------------------------------------------------------------------------------
+    def _renderer(
+        self, tset: TemplateSet | None, runner: Runner, model: ResolvedModel, tools: Sequence[dict[str, Any]], think: Think | None
+    ) -> Renderer:
+        """The model's Go TEMPLATE rendered here, or else its GGUF template rendered by llama-server."""
+        has_projector = model.projector is not None
+        if tset is not None:
+            return GoRenderer(tset, runner.client, self.marker, has_projector, tools, think)
+        return NativeRenderer(runner.client, self.marker, has_projector, tools, think)
+
     async def _from_messages(self, renderer: Renderer, messages: list[Message]) -> _Rendered:
         text, shown, images = await renderer.render(messages)
         return _Rendered(CompletionPrompt(text, images), shown, messages, renderer)
@@ -341,11 +350,7 @@ class InferenceService:
             assert fim is not None  # the insert capability comes from a Go template
             rendered = self._single(req.prompt, req.images, lambda prompt: render_suffix(fim, prompt, req.suffix, think))
         else:
-            renderer: Renderer
-            if tset is not None:
-                renderer = GoRenderer(tset, runner.client, self.marker, model.projector is not None, (), think)
-            else:
-                renderer = NativeRenderer(runner.client, self.marker, model.projector is not None, (), think)
+            renderer = self._renderer(tset, runner, model, (), think)
             rendered = await self._from_messages(renderer, generate_messages(model, req))
         if req.context:
             previous = await runner.client.post_json("/detokenize", {"tokens": req.context})
@@ -398,12 +403,7 @@ class InferenceService:
         tset = go_template(model.template) if model.template else None
         plan = self._plan(model, req, chat_api=tset is None)
         async with self.pool.lease(plan.spec, wire.parse_keep_alive(req.keep_alive, UNSET)) as runner:
-            has_projector = model.projector is not None
-            renderer: Renderer
-            if tset is not None:
-                renderer = GoRenderer(tset, runner.client, self.marker, has_projector, req.tools, think)
-            else:
-                renderer = NativeRenderer(runner.client, self.marker, has_projector, req.tools, think)
+            renderer = self._renderer(tset, runner, model, req.tools, think)
             return await renderer.count(chat_messages(model, req.messages))
 
     @staticmethod
