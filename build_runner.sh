@@ -3,7 +3,8 @@
 # cache keyed by source hash + backend + flags, and print the absolute path of llama-server as the
 # last line of stdout. The same source's safetensors converter (convert_hf_to_gguf.py with its
 # conversion/ and gguf-py/) is copied beside the binaries as <runner>/convert/, so that /api/create
-# converts with exactly the llama.cpp that will run the result.
+# converts with exactly the llama.cpp that will run the result, and the model architectures that
+# source can load are listed in <runner>/architectures.txt (a pull refuses a GGUF of any other).
 #
 # Source: the llama.cpp tree vendored in the PyPI sdist llama-cpp-python==0.3.36 (llama.cpp 0c1e570),
 # fetched with pip (the only network it uses), checked against a pinned sha256 and unpacked into
@@ -84,8 +85,10 @@ dest="$cache_root/runners/$key"
 
 cached() { [[ -x "$dest/bin/llama-server" && -f "$dest/COMPLETE" ]]; }
 has_converter() { [[ -f "$1/convert/convert_hf_to_gguf.py" ]]; }
+has_architectures() { [[ -s "$1/architectures.txt" ]]; }
+extras_present() { has_converter "$1" && has_architectures "$1"; }
 
-if cached && has_converter "$dest"; then
+if cached && extras_present "$dest"; then
     say "cached runner $key"
     echo "$dest/bin/llama-server"
     exit 0
@@ -95,7 +98,7 @@ mkdir -p "$cache_root/runners" "$cache_root/src"
 # One build per key at a time; a second caller waits and then finds the finished build.
 exec 9>"$cache_root/runners/.$key.lock"
 if command -v flock >/dev/null 2>&1; then flock 9; fi
-if cached && has_converter "$dest"; then
+if cached && extras_present "$dest"; then
     say "cached runner $key (built by a concurrent run)"
     echo "$dest/bin/llama-server"
     exit 0
@@ -135,11 +138,23 @@ install_converter() {
     mv "$tmp" "$1/convert"
 }
 
+# List in $1/architectures.txt the model architectures this source can load: the names in
+# LLM_ARCH_NAMES (src/llama-arch.cpp) less its placeholders ("clip" serves llama-quantize only).
+install_architectures() {
+    local src="$vendor/src/llama-arch.cpp"
+    sed -n '/LLM_ARCH_NAMES = {/,/^};/p' "$src" | grep -v -e LLM_ARCH_UNKNOWN -e LLM_ARCH_CLIP \
+        | sed -n 's/.*{ *LLM_ARCH_[A-Z0-9_]*, *"\([^"]*\)".*/\1/p' >"$1/architectures.txt.tmp"
+    [[ -s "$1/architectures.txt.tmp" ]] || die "no architecture names found in $src"
+    mv "$1/architectures.txt.tmp" "$1/architectures.txt"
+}
+
 ensure_source
 if cached; then
-    # Binaries built before the converter was part of the runner: add it, keep the build.
-    install_converter "$dest"
-    say "cached runner $key (converter added)"
+    # Binaries built before the converter or the architecture list were part of the runner: add
+    # what is missing, keep the build.
+    has_converter "$dest" || install_converter "$dest"
+    has_architectures "$dest" || install_architectures "$dest"
+    say "cached runner $key (converter and architecture list completed)"
     echo "$dest/bin/llama-server"
     exit 0
 fi
@@ -161,6 +176,7 @@ for t in "${TARGETS[@]}"; do cp "$build/bin/$t" "$stage/bin/"; done
 find "$build/bin" -maxdepth 1 -name '*.so*' -exec cp -P {} "$stage/bin/" \; 2>/dev/null || true
 "$stage/bin/llama-server" --version >/dev/null 2>&1 || die "the built llama-server does not run"
 install_converter "$stage"
+install_architectures "$stage"
 printf 'key=%s\nbackend=%s\nflags=%s\nseconds=%s\n' "$key" "$backend" "${cmake_flags[*]}" "$((SECONDS - start))" >"$stage/COMPLETE"
 rm -rf "$dest"
 mv "$stage" "$dest"

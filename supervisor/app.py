@@ -33,7 +33,7 @@ from .pool.hardware import Inventory, probe_inventory, refresh
 from .pool.inventory_file import inventory_from_file
 from .pool.placement import Limits, default_num_ctx, max_loaded_models
 from .pool.pool import InventorySource, RunnerPool, Spawner
-from .runner.binary import find_llama_server
+from .runner.binary import find_llama_server, runner_architectures
 from .runner.command import RunnerConfig, build_argv, child_env, media_marker
 from .runner.process import RunnerProcess
 from .runner.strays import owner_token, stop_strays
@@ -147,7 +147,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     registry = RegistryClient(user_agent=USER_AGENT, credentials=CredentialStore.from_settings(settings),
                               signer=KeyOnFirstUse(settings.key_dir), proxies=settings.proxies)  # fmt: skip
     app[TRANSFER] = TransferService(store, guard, registry, lambda name, insecure: Repository.of(name, insecure=insecure),
-                                    retries=settings.pull_retries)  # fmt: skip
+                                    retries=settings.pull_retries, architectures=runner_architectures(binary))  # fmt: skip
     try:
         yield
     finally:

@@ -528,6 +528,11 @@ def finish_gguf(writer: gguf.GGUFWriter, tensors: dict[str, npt.NDArray[np.float
     return path
 
 
+def write_header_gguf(path: Path, arch: str) -> Path:
+    """A GGUF that holds only its header and ``general.architecture`` (for checks that read no more)."""
+    return finish_gguf(gguf.GGUFWriter(path, arch), {}, path)
+
+
 def _random_weights(
     preset: str, seed: int, file_type: str
 ) -> tuple[Preset, dict[str, npt.NDArray[np.floating]], gguf.LlamaFileType]:

@@ -10,7 +10,9 @@ written at their offsets into a partial file whose state is kept on disk (``stor
   partial that the next pull of that blob resumes; a download nobody waits for any more is cancelled;
 - a part that receives nothing for ``stall`` seconds is restarted (not counted as a failure); other
   failures of a part are retried ``retries`` times with doubling waits;
-- a blob becomes visible only once its sha256 is the digest (a mismatch leaves nothing behind).
+- a blob becomes visible only once its sha256 is the digest (a mismatch leaves nothing behind);
+- once downloaded, the GGUF weights' architecture is checked against what the runner can load
+  (``architectures``); a refused model gets no manifest.
 
 The blobs of the manifest are pinned (``StoreGuard``) from the start, so a delete that prunes meanwhile
 cannot remove what this pull will reference; the manifest is written, and the layers the model no
@@ -32,7 +34,9 @@ from ..errors import BadRequest, RegistryConnectionError, RegistryError, StoreEr
 from ..store import ModelName, ModelStore
 from ..store.blobs import ensure_dirs
 from ..store.guard import StoreGuard
-from ..store.manifests import MEDIA_TYPE_JSON, MEDIA_TYPE_TENSOR, Layer, Manifest
+from ..runner.binary import RunnerArchitectures
+from ..store.gguf_info import read_gguf_info
+from ..store.manifests import MEDIA_TYPE_DRAFT, MEDIA_TYPE_JSON, MEDIA_TYPE_MODEL, MEDIA_TYPE_TENSOR, Layer, Manifest
 from ..store.partial import Part, PartialBlob
 from ..store.prune import remove_unreferenced
 from .relay import Chunk
@@ -126,13 +130,15 @@ class TransferService:
         parallel: int = 16,
         tick: float = 0.06,
         upload_part: int | None = None,
+        architectures: RunnerArchitectures | None = None,
     ) -> None:
-        """``upload_part``: bytes per upload PATCH of a push; None is Ollama's split (``plan_parts``)."""
+        """``upload_part``: bytes per upload PATCH of a push; None is Ollama's split (``plan_parts``).
+        ``architectures``: what the runner can load; None checks nothing."""
         if upload_part is not None and upload_part < 1:
             raise ValueError(f"upload_part must be positive, not {upload_part}")
         self.store, self.guard, self.registry, self.repository = store, guard, registry, repository
         self.retries, self.backoff, self.stall, self.parallel, self.tick = retries, backoff, stall, parallel, tick
-        self.upload_part = upload_part
+        self.upload_part, self.architectures = upload_part, architectures
         self._downloads: dict[str, _Download] = {}
 
     def downloading(self, digest: str) -> bool:
@@ -160,6 +166,7 @@ class TransferService:
                 async for chunk in progress:
                     yield chunk
             yield {"status": "verifying sha256 digest"}  # each blob was verified as it completed
+            await self._check_architectures(req.name, manifest)
             yield {"status": "writing manifest"}
             async with self.guard.lock:
                 old = await asyncio.to_thread(self.store.resolve, req.name)
@@ -171,6 +178,20 @@ class TransferService:
             yield {"status": "removing unused layers"}
         log.info("pulled model", model=written.display, layers=len(layers))
         yield {"status": "success"}
+
+    async def _check_architectures(self, name: ModelName, manifest: Manifest) -> None:
+        """Refuse weights (model or draft layers) the runner cannot load, read from the downloaded blobs."""
+        if self.architectures is None:
+            return
+        for layer in manifest.layers:
+            if layer.media_type not in (MEDIA_TYPE_MODEL, MEDIA_TYPE_DRAFT):
+                continue
+            try:
+                info = await asyncio.to_thread(read_gguf_info, self.store.layout.blob_path(layer.digest))
+            except StoreError as e:
+                raise BadRequest(f"{name.display}: layer {layer.digest} is not a GGUF file, which llama-server cannot load") from e
+            if (why := self.architectures.refusal(name.display, info.architecture)) is not None:
+                raise BadRequest(why)
 
     async def _blobs(self, repo: Any, layers: list[Layer]) -> AsyncGenerator[Chunk, None]:
         """Progress lines until every blob of ``layers`` is in the store (present ones: one line)."""

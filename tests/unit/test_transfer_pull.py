@@ -19,9 +19,11 @@ from supervisor.errors import BadRequest, RegistryConnectionError
 from supervisor.store import ModelName, ModelStore
 from supervisor.store.guard import StoreGuard
 from supervisor.store.layout import StoreLayout
-from supervisor.store.manifests import MEDIA_TYPE_MODEL, MEDIA_TYPE_TENSOR
+from supervisor.runner.binary import RunnerArchitectures
+from supervisor.store.manifests import MEDIA_TYPE_DRAFT, MEDIA_TYPE_MODEL, MEDIA_TYPE_TENSOR
 from supervisor.store.partial import DigestMismatch
 from supervisor.service.transfer import PullRequest, TransferService
+from tests.models import write_header_gguf
 
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 
@@ -221,6 +223,47 @@ async def test_safetensors_manifests_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="llama-server cannot run"):
         await _pull(service)
     assert registry.sent == 0
+
+
+def _gguf_header(tmp_path: Path, arch: str) -> bytes:
+    return write_header_gguf(tmp_path / f"{arch}.gguf", arch).read_bytes()
+
+
+def _architectures(tmp_path: Path) -> RunnerArchitectures:
+    return RunnerArchitectures(frozenset({"llama", "bert"}), tmp_path / "architectures.txt")
+
+
+@pytest.mark.parametrize("kind", [MEDIA_TYPE_MODEL, MEDIA_TYPE_DRAFT])
+async def test_weights_of_an_architecture_the_runner_cannot_load_get_no_manifest(tmp_path: Path, kind: str) -> None:
+    """Checked after the download (from the blob's header): a 400 naming the architecture and the fix,
+    no manifest, and the verified blob kept for the pull after the runner is updated."""
+    weights, config = _gguf_header(tmp_path, "futurenet"), b'{"model_format":"gguf"}'
+    registry = FakeRegistry(_manifest([(kind, weights)], config), {_digest(weights): weights, _digest(config): config})
+    service, store = _service(tmp_path, registry, architectures=_architectures(tmp_path))
+    statuses: list[str] = []
+    with pytest.raises(BadRequest, match="architecture 'futurenet'.*cannot load") as info:
+        async for chunk in service.pull(PullRequest(ModelName.parse("example.com/ns/m:1"), insecure=True)):
+            statuses.append(chunk["status"])
+    assert "build_runner.sh" in str(info.value) and "example.com/ns/m:1" in str(info.value)
+    assert statuses[-1] == "verifying sha256 digest"
+    assert store.resolve(ModelName.parse("example.com/ns/m:1")) is None
+    assert store.layout.blob_path(_digest(weights)).read_bytes() == weights
+
+
+async def test_weights_of_a_loadable_architecture_pass(tmp_path: Path) -> None:
+    weights, config = _gguf_header(tmp_path, "llama"), b'{"model_format":"gguf"}'
+    registry = FakeRegistry(_manifest([(MEDIA_TYPE_MODEL, weights)], config), {_digest(weights): weights, _digest(config): config})
+    service, store = _service(tmp_path, registry, architectures=_architectures(tmp_path))
+    assert [c["status"] for c in await _pull(service)][-1] == "success"
+    assert store.resolve(ModelName.parse("example.com/ns/m:1")) is not None
+
+
+async def test_weights_that_are_not_gguf_are_refused_when_the_runner_is_known(tmp_path: Path) -> None:
+    manifest, blobs = _model(1000)
+    service, store = _service(tmp_path, FakeRegistry(manifest, blobs), architectures=_architectures(tmp_path))
+    with pytest.raises(BadRequest, match="is not a GGUF file"):
+        await _pull(service)
+    assert store.resolve(ModelName.parse("example.com/ns/m:1")) is None
 
 
 def test_pull_request_fields() -> None:
