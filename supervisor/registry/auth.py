@@ -26,8 +26,9 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 from ..errors import RegistryRealmMismatch
 
 # Hosts whose token servers take Ollama's signed token requests (the signer is only used for these:
-# it identifies the user's Ollama key, which other registries have no business seeing).
-OLLAMA_HOSTS = frozenset({"registry.ollama.ai", "ollama.com"})
+# it identifies the user's Ollama key, which other registries have no business seeing): Ollama's own,
+# and Hugging Face's, where users add that key to their account to pull private GGUFs.
+SIGNED_HOSTS = frozenset({"registry.ollama.ai", "ollama.com", "hf.co", "huggingface.co"})
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")

@@ -29,7 +29,7 @@ from yarl import URL
 from ..errors import BadRequest, RegistryConnectionError, RegistryProtocolError
 from ..settings import ProxySettings, proxy_settings_from_env
 from ..store.names import ModelName
-from .auth import OLLAMA_HOSTS, Signer, repository_scope
+from .auth import SIGNED_HOSTS, Signer, repository_scope
 from .credentials import CredentialStore
 from .transport import Transport, authority_of, counted, http_error, location
 
@@ -125,11 +125,11 @@ class RegistryClient:
         proxies: ProxySettings | None = None,
         connect_timeout: float | None = 30.0,
         read_timeout: float | None = 60.0,
-        signed_hosts: frozenset[str] = OLLAMA_HOSTS,
+        signed_hosts: frozenset[str] = SIGNED_HOSTS,
     ) -> None:
         """``proxies`` wins over ``proxy_from_env``; ``read_timeout`` bounds the wait for each read of
         a small answer (manifests, HEADs, upload steps) but never a blob body or an upload part.
-        ``signer`` signs token requests for ``signed_hosts`` only (Ollama's own registry), and only
+        ``signer`` signs token requests for ``signed_hosts`` only (Ollama's registry, Hugging Face), and only
         when no login is stored for the host."""
         if proxies is None:
             proxies = proxy_settings_from_env() if proxy_from_env else ProxySettings()

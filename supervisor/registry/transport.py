@@ -49,7 +49,7 @@ from ..errors import (
 )
 from ..settings import ProxySettings
 from .auth import (
-    OLLAMA_HOSTS,
+    SIGNED_HOSTS,
     Challenge,
     Signer,
     check_realm,
@@ -183,7 +183,7 @@ class Transport:
         proxies: ProxySettings | None = None,
         connect_timeout: float | None = 30.0,
         read_timeout: float | None = 60.0,
-        signed_hosts: frozenset[str] = OLLAMA_HOSTS,
+        signed_hosts: frozenset[str] = SIGNED_HOSTS,
     ) -> None:
         self._user_agent = user_agent
         self._credentials = credentials

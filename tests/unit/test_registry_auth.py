@@ -8,7 +8,7 @@ import pytest
 
 from supervisor.errors import BadRequest, RegistryRealmMismatch
 from supervisor.registry.auth import (
-    OLLAMA_HOSTS,
+    SIGNED_HOSTS,
     Challenge,
     basic_authorization,
     check_realm,
@@ -142,9 +142,10 @@ def test_scopes() -> None:
 
 
 def test_basic_authorization_and_signature_hosts() -> None:
-    """Basic is base64(user:password); only Ollama's own hosts get signed token requests."""
+    """Basic is base64(user:password); only Ollama's own hosts and Hugging Face's (which takes Ollama
+    keys for private GGUFs) get signed token requests."""
     assert basic_authorization("llamasup", "registry-password") == "Basic bGxhbWFzdXA6cmVnaXN0cnktcGFzc3dvcmQ="
-    assert OLLAMA_HOSTS == {"registry.ollama.ai", "ollama.com"}
+    assert SIGNED_HOSTS == {"registry.ollama.ai", "ollama.com", "hf.co", "huggingface.co"}
 
 
 @pytest.mark.parametrize(
@@ -161,6 +162,20 @@ def test_repository_of_name(name: str, insecure: bool, base_url: str, path: str)
     repo = Repository.of(ModelName.parse(name), insecure=insecure)
     assert (repo.base_url, repo.path) == (base_url, path)
     assert repo.pull_scope == f"repository:{path}:pull" and repo.push_scope == f"repository:{path}:pull,push"
+
+
+@pytest.mark.parametrize(
+    ("name", "manifest_url"),
+    [
+        ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", "https://hf.co/v2/bartowski/Llama-3.2-1B-Instruct-GGUF/manifests/Q4_K_M"),
+        ("huggingface.co/user/repo", "https://huggingface.co/v2/user/repo/manifests/latest"),
+    ],
+)
+def test_hugging_face_names_are_registry_names(name: str, manifest_url: str) -> None:
+    """``hf.co/<user>/<repo>:<quant>`` is a plain registry name: host, namespace (user), model (repo),
+    tag (quant), as reference/ollama-api.md §9 says Hugging Face serves them."""
+    parsed = ModelName.parse(name)
+    assert str(Repository.of(parsed, insecure=False).url(f"manifests/{parsed.tag}")) == manifest_url
 
 
 def test_http_scheme_without_insecure_is_refused() -> None:
