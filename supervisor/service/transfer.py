@@ -43,7 +43,8 @@ from .relay import Chunk
 
 log = structlog.get_logger("supervisor.transfer")
 T = TypeVar("T")
-WRITE_SIZE = 1 << 20  # bytes gathered before a write to the partial file (and a state update)
+WRITE_SIZE = 4 << 20  # bytes of a part gathered before a write to the partial file
+HASH_STEP = 64 << 20  # bytes hashed per step of the hashing that follows a download
 
 
 class Registry(Protocol):
@@ -110,6 +111,7 @@ class _Download:
     completed: int = 0
     waiters: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    written: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # set by each write
 
 
 class _Stalled(Exception):
@@ -261,12 +263,24 @@ class TransferService:
                 async with limit:
                     await self._part(blob, part, location, download)
 
+            async def follow() -> None:
+                """Hash what arrives in file order meanwhile, so that commit has little left to hash."""
+                while True:
+                    await download.written.wait()
+                    download.written.clear()
+                    while await _to_thread_uncancelled(blob.hash_written, HASH_STEP):
+                        pass
+
+            hashing = asyncio.create_task(follow(), name=f"hash-{download.digest[7:19]}")
             try:
                 async with asyncio.TaskGroup() as group:
                     for part in parts:
                         group.create_task(run(part))
             except ExceptionGroup as e:  # the first failure is the pull's error (the others were cancelled)
                 raise e.exceptions[0] from None
+            finally:
+                hashing.cancel()
+                await asyncio.gather(hashing, return_exceptions=True)
         await _to_thread_uncancelled(blob.commit)
 
     async def _part(self, blob: PartialBlob, part: Part, location: Any, download: _Download) -> None:
@@ -284,17 +298,21 @@ class TransferService:
                 await self._back_off(e, failures, "download part failed, retrying", digest=blob.digest, part=part.n)
 
     async def _fetch(self, blob: PartialBlob, part: Part, location: Any, download: _Download) -> None:
-        buf = bytearray()
+        pieces: list[bytes] = []
+        gathered = 0
 
         async def flush() -> None:
-            if buf:
-                data = bytes(buf)
-                buf.clear()
+            nonlocal gathered
+            if pieces:
+                data = pieces.copy()
+                pieces.clear()
+                gathered = 0
                 try:
                     await _to_thread_uncancelled(blob.write, part, data)
                 except OSError as e:
                     raise _store_error(blob.digest, e) from e
-                download.completed += len(data)
+                download.completed += sum(len(d) for d in data)
+                download.written.set()
 
         stream = self.registry.read_range(location, part.next_byte, part.last_byte)
         try:
@@ -305,14 +323,16 @@ class TransferService:
                     raise _Stalled() from None
                 if chunk is None:
                     break
-                buf += chunk
-                if len(buf) >= WRITE_SIZE:
+                pieces.append(chunk)
+                gathered += len(chunk)
+                if gathered >= WRITE_SIZE:
                     await flush()
         finally:
             close = getattr(stream, "aclose", None)
             if close is not None:
                 await close()  # the connection goes with it
             await flush()  # what arrived before a failure is kept
+            await _to_thread_uncancelled(blob.checkpoint, part)
 
     async def _retry(self, call: Callable[[], Awaitable[Any]], digest: str) -> Any:
         failures = 0

@@ -11,7 +11,7 @@ import pytest
 
 from supervisor.errors import StoreError
 from supervisor.store.layout import StoreLayout
-from supervisor.store.partial import MAX_PART, MIN_PART, DigestMismatch, Part, PartialBlob, plan_parts
+from supervisor.store.partial import MAX_PART, MIN_PART, SAVE_EVERY, DigestMismatch, Part, PartialBlob, plan_parts
 
 
 def _digest(data: bytes) -> str:
@@ -37,6 +37,7 @@ def _fill(blob: PartialBlob, data: bytes, upto: int | None = None) -> None:
         end = part.offset + part.size if upto is None else min(part.offset + part.size, upto)
         if part.next_byte < end:
             blob.write(part, data[part.next_byte : end])
+            blob.checkpoint(part)  # as a fetch of the part does when it stops
 
 
 def test_download_commits_a_verified_blob_and_leaves_nothing_else(tmp_path: Path) -> None:
@@ -52,14 +53,72 @@ def test_download_commits_a_verified_blob_and_leaves_nothing_else(tmp_path: Path
 
 
 def test_state_files_are_ollamas(tmp_path: Path) -> None:
-    """One JSON file per part, named <blob>-partial-<n>, with N, Offset, Size and Completed."""
+    """One JSON file per part, named <blob>-partial-<n>, with N, Offset, Size and Completed; a
+    checkpoint records what was written."""
     layout = StoreLayout(tmp_path)
     data = b"x" * 1000
     blob = PartialBlob.open(layout, _digest(data), len(data))
+    state_file = blob.path.parent / (blob.path.name + "-0")
     blob.write(blob.parts[0], data[:400])
-    state = json.loads((blob.path.parent / (blob.path.name + "-0")).read_text())
-    assert state == {"N": 0, "Offset": 0, "Size": 1000, "Completed": 400}
+    blob.checkpoint(blob.parts[0])
+    assert json.loads(state_file.read_text()) == {"N": 0, "Offset": 0, "Size": 1000, "Completed": 400}
     assert blob.path.name == layout.blob_path(_digest(data)).name + "-partial"
+
+
+def test_state_is_recorded_every_save_every_bytes_and_when_a_part_is_done(tmp_path: Path) -> None:
+    """Between checkpoints a part's state is rewritten once per SAVE_EVERY bytes (not per write), and
+    never claims more than was written; a finished part is recorded at once."""
+    layout = StoreLayout(tmp_path)
+    data = os.urandom(SAVE_EVERY + 3000)
+    blob = PartialBlob.open(layout, _digest(data), len(data))
+    (part,) = blob.parts
+    state_file = blob.path.parent / (blob.path.name + "-0")
+
+    def recorded() -> int:
+        return int(json.loads(state_file.read_text())["Completed"])
+
+    step = SAVE_EVERY // 4
+    for start in range(0, SAVE_EVERY, step):
+        assert recorded() == 0
+        blob.write(part, data[start : start + step])
+    assert recorded() == SAVE_EVERY
+    blob.write(part, [data[SAVE_EVERY : SAVE_EVERY + 1000], data[SAVE_EVERY + 1000 :]])  # pieces, in order
+    assert part.done and recorded() == len(data)
+    blob.commit()
+    assert layout.blob_path(_digest(data)).read_bytes() == data
+
+
+def test_hashing_follows_the_bytes_written_in_order(tmp_path: Path) -> None:
+    """``hash_written`` hashes only the gap-free prefix, in steps of at most ``limit``; what it
+    hashed is not hashed again by ``commit``, which still refuses a wrong digest."""
+    layout = StoreLayout(tmp_path)
+    data = os.urandom(300_000)
+    blob = PartialBlob.open(layout, _digest(data), len(data))
+    first = Part(0, 0, 100_000)
+    second = Part(1, 100_000, 200_000)
+    blob.parts = [first, second]
+    blob.write(second, data[100_000:150_000])
+    assert blob.hash_written() == 0  # nothing from offset 0 yet
+    blob.write(first, data[:60_000])
+    assert blob.hash_written(limit=25_000) == 25_000 and blob.hash_written() == 35_000
+    blob.write(first, data[60_000:100_000])
+    assert blob.hash_written() == 40_000 + 50_000  # the rest of the first part and what the second has
+    blob.write(second, data[150_000:])
+    assert blob.hash_written(limit=10) == 10
+    blob.commit()
+    assert layout.blob_path(_digest(data)).read_bytes() == data
+
+
+def test_a_followed_hash_still_catches_a_mismatch(tmp_path: Path) -> None:
+    layout = StoreLayout(tmp_path)
+    data = os.urandom(10_000)
+    blob = PartialBlob.open(layout, _digest(data), len(data))
+    blob.write(blob.parts[0], data[:5000])
+    blob.hash_written()
+    blob.write(blob.parts[0], bytes(b ^ 1 for b in data[5000:]))
+    with pytest.raises(DigestMismatch):
+        blob.commit()
+    assert list(layout.blobs_dir.iterdir()) == []
 
 
 def test_reopening_resumes_where_it_stopped(tmp_path: Path) -> None:
@@ -114,3 +173,16 @@ def test_overlong_and_incomplete_writes_are_refused(tmp_path: Path) -> None:
     blob.write(blob.parts[0], data[:50])
     with pytest.raises(StoreError, match="incomplete"):
         blob.commit()
+
+
+def test_short_vector_writes_are_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pwritev may write less than asked (a signal, a nearly full disk): the rest follows at the right offset."""
+    real = os.pwritev
+    monkeypatch.setattr(os, "pwritev", lambda fd, buffers, offset: real(fd, [bytes(buffers[0])[:3]], offset))
+    layout = StoreLayout(tmp_path)
+    data = os.urandom(1000)
+    blob = PartialBlob.open(layout, _digest(data), len(data))
+    blob.write(blob.parts[0], [data[:10], data[10:11], data[11:]])
+    monkeypatch.undo()
+    blob.commit()
+    assert layout.blob_path(_digest(data)).read_bytes() == data
