@@ -147,7 +147,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     registry = RegistryClient(user_agent=USER_AGENT, credentials=CredentialStore.from_settings(settings),
                               signer=KeyOnFirstUse(settings.key_dir), proxies=settings.proxies)  # fmt: skip
     app[TRANSFER] = TransferService(store, guard, registry, lambda name, insecure: Repository.of(name, insecure=insecure),
-                                    retries=settings.pull_retries, architectures=runner_architectures(binary))  # fmt: skip
+                                    retries=settings.pull_retries, parallel=settings.pull_parallel,
+                                    architectures=runner_architectures(binary))  # fmt: skip
     try:
         yield
     finally:

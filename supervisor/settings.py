@@ -63,6 +63,7 @@ class Settings:
     health_interval: float = 5.0  # seconds between /health checks of a loaded runner
     health_timeout: float = 10.0  # a runner that misses two checks in a row is replaced
     pull_retries: int = 6  # LLAMASUP_PULL_RETRIES: retries of a failing blob part (doubling waits from 1 s), as Ollama
+    pull_parallel: int = 16  # LLAMASUP_PULL_PARALLEL: parts of one blob downloaded at once (Ollama: up to 16)
     responses_max: int = 1000  # LLAMASUP_RESPONSES_MAX: /v1/responses kept for previous_response_id (0: none)
     responses_ttl: float = 3600.0  # LLAMASUP_RESPONSES_TTL: seconds (or a Go duration) each is kept
     # OpenAI image URLs, fetched by llamasup (Ollama refuses them)
@@ -231,6 +232,11 @@ def _parse_uint(value: str, default: int) -> int:
     return n if n >= 0 else default
 
 
+def _parse_parallel(value: str) -> int:
+    """``LLAMASUP_PULL_PARALLEL``: a positive count; anything else is the default."""
+    return _parse_uint(value, Settings.pull_parallel) or Settings.pull_parallel
+
+
 def parse_model_dirs(value: str) -> tuple[Path, ...]:
     """``LLAMASUP_MODEL_DIRS``: directories separated by ``os.pathsep`` (``:``), like ``PATH``."""
     return tuple(Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip())
@@ -322,6 +328,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         out["stop_grace"] = float(_clean(v))
     if (v := get("LLAMASUP_PULL_RETRIES")) is not None:
         out["pull_retries"] = _parse_uint(v, Settings.pull_retries)
+    if (v := get("LLAMASUP_PULL_PARALLEL")) is not None:
+        out["pull_parallel"] = _parse_parallel(v)
     if (v := get("LLAMASUP_RESPONSES_MAX")) is not None:
         out["responses_max"] = _parse_uint(v, Settings.responses_max)
     if (v := get("LLAMASUP_RESPONSES_TTL")) is not None:
@@ -374,6 +382,8 @@ def _from_file(path: Path) -> dict[str, Any]:
             out[key] = tuple(Path(str(item)).expanduser() for item in items)
         elif key == "responses_ttl":
             out[key] = parse_ttl(f"config file {path}: {key}", str(value))
+        elif key == "pull_parallel":
+            out[key] = _parse_parallel(str(value))
         elif key == "origins":
             out[key] = tuple(value) if isinstance(value, list) else tuple(str(value).split(","))
         elif key == "image_fetch_allow":

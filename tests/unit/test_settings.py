@@ -70,6 +70,20 @@ def test_environment_parsing_quirks() -> None:
     assert s.num_parallel == 2 and s.max_queue == 512 and s.debug == 1 and s.origins == ("a", "b")
 
 
+def test_pull_settings(tmp_path: Path) -> None:
+    """LLAMASUP_PULL_RETRIES and LLAMASUP_PULL_PARALLEL (parts at once; 0 or junk is the default 16, as Ollama)."""
+    s = load_settings(env={"LLAMASUP_PULL_RETRIES": "2", "LLAMASUP_PULL_PARALLEL": "4"})
+    assert (s.pull_retries, s.pull_parallel) == (2, 4)
+    assert load_settings(env={}).pull_parallel == 16
+    assert load_settings(env={"LLAMASUP_PULL_PARALLEL": "0"}).pull_parallel == 16
+    assert load_settings(env={"LLAMASUP_PULL_PARALLEL": "many"}).pull_parallel == 16
+    config = tmp_path / "llamasup.yaml"
+    config.write_text("pull_parallel: 0\n")
+    assert load_settings(env={"LLAMASUP_CONFIG": str(config)}).pull_parallel == 16
+    config.write_text("pull_parallel: 3\n")
+    assert load_settings(env={"LLAMASUP_CONFIG": str(config)}).pull_parallel == 3
+
+
 def test_scheduler_settings(tmp_path: Path) -> None:
     """OLLAMA_GPU_OVERHEAD (bytes), OLLAMA_SCHED_SPREAD, LLAMASUP_HARDWARE, and per-model slots from the file."""
     config = tmp_path / "llamasup.yaml"
