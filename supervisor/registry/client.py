@@ -18,7 +18,7 @@ the proxy variables alone; aiohttp's own ``trust_env`` is not used (it would als
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -38,6 +38,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MANIFEST_ACCEPT = f"{MANIFEST_V2}, {OCI_MANIFEST}"
 MAX_MANIFEST_BYTES = 8 << 20
 OCTET_STREAM = "application/octet-stream"
+BodySource = Callable[[], AsyncIterable[bytes]]  # a new stream of an upload part's bytes per call
 _UPLOAD_PATH = re.compile(r"/v2/(?P<path>.+?)/blobs/uploads/")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UPLOAD_RANGE = re.compile(r"(?:bytes=)?(\d+)-(\d+)")
@@ -269,37 +270,41 @@ class RegistryClient:
                 raise await http_error(response)
             return _upload_url(response, url, "start upload")
 
-    async def upload_chunk(self, url: str, start: int, data: AsyncIterable[bytes] | bytes, length: int) -> str:
+    async def upload_chunk(self, url: str, start: int, data: BodySource | bytes, length: int) -> str:
         """Send bytes ``start``..``start+length-1`` of the blob (``PATCH``, ``Content-Range``); the URL
-        for the next chunk or for `finish_upload`. With ``bytes``, the registry may redirect the part
-        (Ollama's ``X-Redirect-Uploads``): it is then PUT to the redirect URL, without credentials."""
+        for the next chunk or for `finish_upload`. ``data``: the bytes, or a function that returns a
+        new stream of them each time it is called. The registry may redirect the part (Ollama's
+        ``X-Redirect-Uploads``, as registry.ollama.ai does): it is then sent again, with ``PUT`` to the
+        redirect URL and without credentials (a stream is asked for a second time)."""
         if length < 1 or start < 0:
             raise ValueError(f"invalid chunk: start {start}, length {length}")
         if isinstance(data, bytes) and len(data) != length:
             raise ValueError(f"chunk of {len(data)} bytes, declared {length}")
+
+        def body() -> bytes | AsyncIterable[bytes]:
+            return data if isinstance(data, bytes) else counted(data(), length)
+
         target = URL(url, encoded=True)
         headers: dict[str, str] = {
             hdrs.CONTENT_TYPE: OCTET_STREAM,
             hdrs.CONTENT_LENGTH: str(length),
             hdrs.CONTENT_RANGE: f"{start}-{start + length - 1}",
+            "X-Redirect-Uploads": "1",
         }
-        body = data if isinstance(data, bytes) else counted(data, length)
-        if isinstance(data, bytes):
-            headers["X-Redirect-Uploads"] = "1"
-        async with self._t.request("PATCH", target, scopes=_scopes_of_upload(target), headers=headers, body=body, stream=True) as response:
-            if response.status == 307 and isinstance(data, bytes):
+        async with self._t.request("PATCH", target, scopes=_scopes_of_upload(target), headers=headers, body=body(), stream=True) as response:
+            if response.status == 307:
                 redirect = location(response, target)
                 if redirect is None:
                     raise RegistryProtocolError(f"{authority_of(target)} redirected an upload part without a Location")
                 following = _upload_url(response, target, "upload")
-                await self._put_redirected(redirect, data)
+                await self._put_redirected(redirect, body(), length)
                 return following
             if response.status != 202:
                 raise await http_error(response)
             return _upload_url(response, target, "upload")
 
-    async def _put_redirected(self, url: URL, data: bytes) -> None:
-        headers: dict[str, str] = {hdrs.CONTENT_TYPE: OCTET_STREAM, hdrs.CONTENT_LENGTH: str(len(data))}
+    async def _put_redirected(self, url: URL, data: bytes | AsyncIterable[bytes], length: int) -> None:
+        headers: dict[str, str] = {hdrs.CONTENT_TYPE: OCTET_STREAM, hdrs.CONTENT_LENGTH: str(length)}
         async with self._t.request("PUT", url, headers=headers, body=data, authenticate=False, stream=True) as response:
             if response.status >= 300:
                 raise await http_error(response)

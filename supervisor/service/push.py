@@ -15,7 +15,8 @@ One blob at a time, since a registry takes the chunks of an upload in order:
 - else an upload: a small blob (up to ``MONOLITHIC_MAX`` and within one part) in one ``PUT``; a larger
   one in ``PATCH``es of Ollama's part size (``store.partial.plan_parts``, or the service's
   ``upload_part``), each streamed from the blob file ``READ_SIZE`` bytes at a time, read in a thread:
-  memory stays flat whatever the blob's size.
+  memory stays flat whatever the blob's size. A part the registry redirects (Ollama's
+  ``X-Redirect-Uploads``) is streamed from the file again, to the redirect URL.
 
 Failures: every request is retried with the service's backoff when its error is retryable
 (``TransferService._retry``). After a failed ``PATCH`` the session is asked where it stands
@@ -196,11 +197,17 @@ class _Upload:
         if self.offset >= end:
             return  # the registry took them although its answer was lost
         self.lost = True
-        body = _FileBody(self, self.offset, end)
+        bodies: list[_FileBody] = []
+
+        def body() -> _FileBody:  # a second time when the registry redirects the part
+            bodies.append(_FileBody(self, self.offset, end))
+            return bodies[-1]
+
         try:
             self.url = await self._on_session(self.registry.upload_chunk(url, self.offset, body, end - self.offset))
         finally:
-            body.close()
+            for sent in bodies:
+                sent.close()
         self.offset, self.lost = end, False
 
     async def _finish(self) -> None:

@@ -66,7 +66,7 @@ class Registry(Protocol):
 
     async def start_upload(self, repo: Any) -> str: ...
 
-    async def upload_chunk(self, url: str, start: int, data: AsyncIterable[bytes] | bytes, length: int) -> str:
+    async def upload_chunk(self, url: str, start: int, data: Callable[[], AsyncIterable[bytes]] | bytes, length: int) -> str:
         """Send bytes ``start``.. of the blob; the session URL to continue at."""
 
     async def upload_status(self, url: str) -> Any:

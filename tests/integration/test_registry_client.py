@@ -5,6 +5,7 @@ small aiohttp servers on other 127.0.0.1 ports. Credentials come from files unde
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ async def test_push_then_pull_round_trip(registry: RegistryServer, tmp_path: Pat
         url = await client.upload_chunk(url, 0, layer[:4000], 4000)  # bytes
         status = await client.upload_status(url)
         assert status.offset == 4000
-        url = await client.upload_chunk(status.url, 4000, chunks(layer[4000:], 1000), len(layer) - 4000)  # async iterable
+        url = await client.upload_chunk(status.url, 4000, lambda: chunks(layer[4000:], 1000), len(layer) - 4000)  # a stream
         await client.finish_upload(url, sha256_digest(layer))
         assert registry.blob_path(sha256_digest(layer)).read_bytes() == layer
         assert await client.blob_exists(repo, sha256_digest(layer)) is True
@@ -228,7 +229,7 @@ async def test_one_shot_body_is_authorized_before_it_is_sent(guarded: RegistrySe
     async with client_for(store) as first:
         url = await first.start_upload(repo)
     async with client_for(store) as fresh:
-        url = await fresh.upload_chunk(url, 0, chunks(data, 64), len(data))
+        url = await fresh.upload_chunk(url, 0, lambda: chunks(data, 64), len(data))
         await fresh.finish_upload(url, sha256_digest(data))
     assert registry.blob_path(sha256_digest(data)).read_bytes() == data
 
@@ -244,9 +245,9 @@ async def test_expired_token_under_a_streamed_chunk(registry_token: RegistryServ
         [key] = tokens
         tokens[key] = type(tokens[key])("not-a-valid-token", tokens[key].expires, anonymous=False)
         with pytest.raises(RegistryAuthExpired) as e:
-            await client.upload_chunk(url, 0, chunks(data, 7), len(data))
+            await client.upload_chunk(url, 0, lambda: chunks(data, 7), len(data))
         assert e.value.retryable and isinstance(e.value, RegistryConnectionError)
-        url = await client.upload_chunk(url, 0, chunks(data, 7), len(data))
+        url = await client.upload_chunk(url, 0, lambda: chunks(data, 7), len(data))
         await client.finish_upload(url, sha256_digest(data))
 
 
@@ -291,6 +292,7 @@ class Seen:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     forms: list[dict[str, str]] = field(default_factory=list)
+    redirect_uploads: list[str] = field(default_factory=list)  # X-Redirect-Uploads of each PATCH
 
 
 class FakeSites:
@@ -339,6 +341,7 @@ class FakeSites:
         if request.path == f"/internal/{DIGEST}":
             raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{self.ports['cdn']}/blob?sig=signed")
         if request.method == "PATCH" and request.path == "/v2/ns/m/blobs/uploads/one":
+            self.registry.redirect_uploads.append(request.headers.get("X-Redirect-Uploads", ""))
             self.registry.bodies.append(await request.read())
             return web.Response(
                 status=307,
@@ -426,6 +429,25 @@ async def test_redirected_upload_part_goes_without_credentials(fake: FakeSites, 
     assert fake.cdn.requests == [("PUT", "/part?part=1", None)]
     assert fake.cdn.bodies == [b"part-bytes"]
     assert fake.registry.bodies == [b"part-bytes"]
+    assert fake.registry.redirect_uploads == ["1"]
+
+
+async def test_a_redirected_streamed_part_is_streamed_again(fake: FakeSites, tmp_path: Path) -> None:
+    """A part streamed from a file (as a push sends it) asks for the redirect too; on a 307 its
+    stream is made again and PUT whole to the redirect URL, without credentials."""
+    store = store_for(tmp_path, fake.host, Credentials("me", "pw"))
+    data = os.urandom(10_000)
+    made: list[int] = []
+
+    def stream() -> AsyncIterator[bytes]:
+        made.append(1)
+        return chunks(data, 999)
+
+    async with client_for(store) as client:
+        following = await client.upload_chunk(f"{fake.registry_url}/v2/ns/m/blobs/uploads/one", 0, stream, len(data))
+    assert following == f"{fake.registry_url}/v2/ns/m/blobs/uploads/two?_state=x%3D"
+    assert len(made) == 2 and fake.registry.redirect_uploads == ["1"]
+    assert fake.cdn.requests == [("PUT", "/part?part=1", None)] and fake.cdn.bodies == [data]
 
 
 @dataclass

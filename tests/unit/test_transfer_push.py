@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ class FakeRegistry:
         self.calls.append(("POST", repo))
         return self._open(repo)
 
-    async def upload_chunk(self, url: str, start: int, data: AsyncIterable[bytes] | bytes, length: int) -> str:
+    async def upload_chunk(self, url: str, start: int, data: Callable[[], AsyncIterable[bytes]] | bytes, length: int) -> str:
         repo, sid, session = self._session(url)
         self.calls.append(("PATCH", sid, start, length, "bytes" if isinstance(data, bytes) else "stream"))
         if self.gate is not None:
@@ -117,7 +117,7 @@ class FakeRegistry:
         cut = self.cuts.pop(0) if self.cuts else None
         assert not isinstance(data, bytes)
         received = 0
-        async for chunk in data:
+        async for chunk in data():
             self.read_sizes.append(len(chunk))
             if cut is not None and received + len(chunk) > cut:
                 session += chunk[: cut - received]
