@@ -201,6 +201,20 @@ def _go_kind(value: Any) -> str:
     return "<nil>" if value is None else {bool: "bool", int: "float64", float: "float64", dict: "map[string]interface {}"}.get(type(value), type(value).__name__)  # fmt: skip
 
 
+def json_object(value: Any, not_json: str, not_object: str) -> dict[str, Any]:
+    """Function-call arguments (JSON text, or already decoded) as an object; None or "" is {}.
+    ``BadRequest(not_json)`` / ``BadRequest(not_object)`` otherwise."""
+    if value is None or value == "":
+        return {}
+    try:
+        decoded = orjson.loads(value) if isinstance(value, str) else value
+    except orjson.JSONDecodeError:
+        raise BadRequest(not_json) from None
+    if not isinstance(decoded, dict):
+        raise BadRequest(not_object)
+    return decoded
+
+
 def _calls(value: Any) -> list[dict[str, Any]]:
     """An assistant message's OpenAI ``tool_calls`` as Ollama's (arguments decoded)."""
     calls = []
@@ -208,13 +222,7 @@ def _calls(value: Any) -> list[dict[str, Any]]:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             raise BadRequest("invalid tool call")
-        arguments = function.get("arguments") or "{}"
-        try:
-            decoded = orjson.loads(arguments) if isinstance(arguments, str) else arguments
-        except orjson.JSONDecodeError:
-            raise BadRequest("invalid tool call arguments") from None
-        if not isinstance(decoded, dict):
-            raise BadRequest("invalid tool call arguments")
+        decoded = json_object(function.get("arguments") or "{}", "invalid tool call arguments", "invalid tool call arguments")
         out: dict[str, Any] = {"id": call["id"]} if isinstance(call.get("id"), str) and call["id"] else {}
         out["function"] = {"index": i, "name": str(function.get("name") or ""), "arguments": decoded}
         calls.append(out)

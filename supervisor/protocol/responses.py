@@ -25,7 +25,7 @@ from ..errors import BadRequest
 from .ollama import dumps
 from .ollama_requests import ChatRequest, Message
 from .openai import model_field
-from .openai_chat import audio_part, image_part, integer_field, number_field, reasoning_think, tool_choice_tools, type_error
+from .openai_chat import audio_part, image_part, integer_field, json_object, number_field, reasoning_think, tool_choice_tools, type_error
 
 Chunk = dict[str, Any]
 IdFactory = Callable[[str], str]
@@ -118,15 +118,7 @@ def _content(value: Any, fetched: Mapping[str, bytes]) -> tuple[str, list[bytes]
 
 
 def arguments_object(value: Any) -> dict[str, Any]:
-    if value is None or value == "":
-        return {}
-    try:
-        decoded = orjson.loads(value) if isinstance(value, str) else value
-    except orjson.JSONDecodeError:
-        raise BadRequest("invalid function_call arguments: not JSON") from None
-    if not isinstance(decoded, dict):
-        raise BadRequest("invalid function_call arguments: not a JSON object")
-    return decoded
+    return json_object(value, "invalid function_call arguments: not JSON", "invalid function_call arguments: not a JSON object")
 
 
 def _string(item: Mapping[str, Any], name: str, kind: str) -> str:
