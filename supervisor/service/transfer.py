@@ -304,14 +304,14 @@ class TransferService:
         async def flush() -> None:
             nonlocal gathered
             if pieces:
-                data = pieces.copy()
+                data, size = pieces.copy(), gathered
                 pieces.clear()
                 gathered = 0
                 try:
                     await _to_thread_uncancelled(blob.write, part, data)
                 except OSError as e:
                     raise _store_error(blob.digest, e) from e
-                download.completed += sum(len(d) for d in data)
+                download.completed += size
                 download.written.set()
 
         stream = self.registry.read_range(location, part.next_byte, part.last_byte)
