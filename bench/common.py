@@ -9,6 +9,7 @@ import platform
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -50,15 +51,19 @@ def llama_server() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120, ok: int = 200) -> None:
+    """Until ``url`` answers with status ``ok``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
+                if r.status == ok:
                     return
+        except urllib.error.HTTPError as e:
+            if e.code == ok:
+                return
         except OSError:
             pass
         time.sleep(0.05)

@@ -7,11 +7,13 @@ to an F16 GGUF with llamasup's own converter). The script:
 1. starts llamasup on a temporary store holding the model and has it load the model;
 2. calls that very llama-server process directly as well, on the Unix socket llamasup gave it
    (``/v1/embeddings`` with the same inputs: the request llamasup itself makes);
-3. for each batch size B (1 and 64 short texts), alternates rounds (llamasup, direct, direct,
-   llamasup, ...); a round is a fixed number of requests sent one after another, each with B
-   different texts; its rate is the embeddings returned / the round's wall time (on the client);
-4. reports the median rates, the median of the paired ratios llamasup / direct (rounds i of both
-   sides, run next to each other), and llamasup's CPU time per embedding.
+3. and through ``bench/embed_floor.py``, a bare aiohttp server forwarding to the same socket: the
+   cost of the HTTP hop alone, the least any aiohttp server in front of llama-server adds;
+4. for each batch size B (1 and 64 short texts), alternates rounds (llamasup, direct, floor, floor,
+   direct, llamasup, ...); a round is a fixed number of requests sent one after another, each with
+   B different texts; its rate is the embeddings returned / the round's wall time (on the client);
+5. reports the median rates, the medians of the paired ratios llamasup / direct and floor / direct
+   (rounds i of the sides, run next to each other), and llamasup's CPU time per embedding.
 
 Results are printed as a Markdown table and written to ``bench/results/embed.json``.
 Usage: ``python bench/embed.py [--rounds R] [--batches 1,64]``.
@@ -22,9 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +38,14 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DIRECT_BASE, ROOT, argv_value, direct_session, llama_server, llamasup  # noqa: E402
+from common import DIRECT_BASE, ROOT, argv_value, direct_session, free_port, llama_server, llamasup, wait_http  # noqa: E402
 from common import markdown_table, runner_process, write_results  # noqa: E402
 
 from tests.minilm import DOCUMENTS, QUERIES, SENTENCES, convert_minilm_gguf_async  # noqa: E402
 from tests.store_helpers import install_gguf  # noqa: E402
 
 REQUESTS_PER_ROUND = {1: 64, 64: 4}  # about the same number of embeddings per round
-SIDES = ("llamasup", "direct")
+SIDES = ("llamasup", "direct", "floor")
 SHORT = [t for t in (*SENTENCES, *QUERIES, *DOCUMENTS) if len(t) < 200]
 
 
@@ -49,15 +54,15 @@ def texts(batch: int, offset: int) -> list[str]:
     return [f"{SHORT[(offset + i) % len(SHORT)]} ({offset + i})" for i in range(batch)]
 
 
-async def _round(side: str, batch: int, session: aiohttp.ClientSession, direct: aiohttp.ClientSession, base: str,
-                 procs: list[psutil.Process], offset: int) -> dict[str, float]:  # fmt: skip
+async def _round(side: str, batch: int, session: aiohttp.ClientSession, direct: aiohttp.ClientSession,
+                 bases: dict[str, str], procs: list[psutil.Process], offset: int) -> dict[str, float]:  # fmt: skip
     before = [sum(p.cpu_times()[:2]) for p in procs]
     t0 = time.perf_counter()
     count = 0
     for r in range(REQUESTS_PER_ROUND[batch]):
         inputs = texts(batch, offset + r * batch)
-        if side == "llamasup":
-            async with session.post(base + "/api/embed", json={"model": "all-minilm", "input": inputs}) as resp:
+        if side != "direct":
+            async with session.post(bases[side] + "/api/embed", json={"model": "all-minilm", "input": inputs}) as resp:
                 assert resp.status == 200, await resp.text()
                 count += len((await resp.json())["embeddings"])
         else:
@@ -82,16 +87,18 @@ async def bench(work: Path, binary: Path, batches: list[int], rounds: int, threa
                 assert resp.status == 200, await resp.text()  # loads the runner
             runner = runner_process(sup.pid)
             procs = [psutil.Process(sup.pid), runner]
-            async with direct_session(argv_value(runner.cmdline(), "--host")) as direct:
+            socket_path = argv_value(runner.cmdline(), "--host")
+            async with direct_session(socket_path) as direct, floor_server(socket_path) as floor:
+                bases = {"llamasup": base, "floor": floor}
                 offset = 0
                 for batch in batches:
                     for side in SIDES:  # warm-up
-                        await _round(side, batch, session, direct, base, procs, offset)
+                        await _round(side, batch, session, direct, bases, procs, offset)
                     measured: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
                     for i in range(rounds):
                         for side in SIDES if i % 2 == 0 else SIDES[::-1]:
                             offset += batch * REQUESTS_PER_ROUND[batch]
-                            measured[side].append(await _round(side, batch, session, direct, base, procs, offset))
+                            measured[side].append(await _round(side, batch, session, direct, bases, procs, offset))
                     med = statistics.median
                     result: dict[str, Any] = {"batch": batch, "requests_per_round": REQUESTS_PER_ROUND[batch], "rounds": rounds,
                                               "runner_threads": threads, "runner_ctx": int(argv_value(runner.cmdline(), "--ctx-size"))}  # fmt: skip
@@ -101,20 +108,36 @@ async def bench(work: Path, binary: Path, batches: list[int], rounds: int, threa
                     result["supervisor_cpu_us_per_embedding"] = cpu / sum(r["embeddings"] for r in measured["llamasup"])
                     # the machine's speed drifts over a run: the ratio is the median of each round's
                     # ratio to the other side's round next to it
-                    pairs = zip(measured["llamasup"], measured["direct"], strict=True)
-                    result["ratio"] = med(a["per_s"] / b["per_s"] for a, b in pairs)
+                    for side, key in (("llamasup", "ratio"), ("floor", "floor_ratio")):
+                        pairs = zip(measured[side], measured["direct"], strict=True)
+                        result[key] = med(a["per_s"] / b["per_s"] for a, b in pairs)
                     result["rounds_detail"] = measured
                     results.append(result)
                     print(markdown_table(HEADER, [_row(result)]).splitlines()[-1], flush=True)
     return results
 
 
-HEADER = ["model", "texts per request", "requests × rounds", "direct emb/s", "llamasup emb/s", "ratio", "supervisor CPU / embedding"]
+@asynccontextmanager
+async def floor_server(socket_path: str) -> AsyncIterator[str]:
+    """``bench/embed_floor.py`` on a free port, forwarding to ``socket_path``; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("embed_floor.py")), socket_path, str(port)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", proc, ok=404)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+HEADER = ["model", "texts per request", "requests × rounds", "direct emb/s", "llamasup emb/s", "ratio",
+          "bare aiohttp hop emb/s", "its ratio", "supervisor CPU / embedding"]
 
 
 def _row(r: dict[str, Any]) -> list[str]:
     return ["all-MiniLM-L6-v2 F16", str(r["batch"]), f"{r['requests_per_round']} × {r['rounds']}", f"{r['per_s_direct']:.0f}",
-            f"{r['per_s_llamasup']:.0f}", f"{r['ratio']:.3f}", f"{r['supervisor_cpu_us_per_embedding']:.0f} µs"]  # fmt: skip
+            f"{r['per_s_llamasup']:.0f}", f"{r['ratio']:.3f}", f"{r['per_s_floor']:.0f}", f"{r['floor_ratio']:.3f}",
+            f"{r['supervisor_cpu_us_per_embedding']:.0f} µs"]  # fmt: skip
 
 
 async def main() -> None:
