@@ -38,9 +38,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DIRECT_BASE, ROOT, argv_value, direct_session, free_port, llama_server, llamasup, wait_http  # noqa: E402
+from common import DIRECT_BASE, ROOT, argv_value, direct_session, llama_server, llamasup, wait_http  # noqa: E402
 from common import markdown_table, runner_process, write_results  # noqa: E402
 
+from tests.net import free_port  # noqa: E402
 from tests.minilm import DOCUMENTS, QUERIES, SENTENCES, convert_minilm_gguf_async  # noqa: E402
 from tests.store_helpers import install_gguf  # noqa: E402
 
