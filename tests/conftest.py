@@ -137,32 +137,43 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what:
         await asyncio.sleep(0.02)
 
 
+def serve_process(models_dir: Path, binary: Path, work: Path, **env_overrides: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m supervisor serve`` as a real process on a free port, up and answering; its log is
+    ``work/server-<port>.log``. The caller stops it (``stop_process``)."""
+    from tests.net import free_port
+
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        OLLAMA_HOST=f"127.0.0.1:{port}",
+        OLLAMA_MODELS=str(models_dir),
+        LLAMASUP_LLAMA_SERVER=str(binary),
+        LLAMASUP_CACHE_DIR=str(work / "cache"),
+        LLAMASUP_CACHE_RAM_MIB="0",
+        LLAMASUP_THREADS="1",
+        LLAMASUP_LOG_FORMAT="json",
+    )
+    env.update(env_overrides)
+    log = work / f"server-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "supervisor", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(proc, url + "/", log, timeout=60)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc, url
+
+
 @pytest.fixture
 def subprocess_server(tmp_path: Path, models_dir: Path, llama_server_bin: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], str]]]:
     """Run ``python -m supervisor serve`` as a real process on a free port."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(**env_overrides: str) -> tuple[subprocess.Popen[bytes], str]:
-        from tests.net import free_port
-
-        port = free_port()
-        env = dict(os.environ)
-        env.update(
-            OLLAMA_HOST=f"127.0.0.1:{port}",
-            OLLAMA_MODELS=str(models_dir),
-            LLAMASUP_LLAMA_SERVER=str(llama_server_bin),
-            LLAMASUP_CACHE_DIR=str(tmp_path / "cache"),
-            LLAMASUP_CACHE_RAM_MIB="0",
-            LLAMASUP_THREADS="1",
-            LLAMASUP_LOG_FORMAT="json",
-        )
-        env.update(env_overrides)
-        log = tmp_path / f"server-{port}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "supervisor", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc, url = serve_process(models_dir, llama_server_bin, tmp_path, **env_overrides)
         procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        wait_until_serving(proc, url + "/", log, timeout=30)
         return proc, url
 
     yield start

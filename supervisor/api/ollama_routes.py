@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from .. import __version__
 from ..errors import BadRequest, NotFound
 from ..modelfile.build import create_model
 from ..protocol import ollama as wire
@@ -27,7 +28,11 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    return _json({"version": OLLAMA_VERSION})
+    """The Ollama version clients compare; the ``Server`` header says which llamasup answers
+    (``llamasup --version`` compares it with its own)."""
+    response = _json({"version": OLLAMA_VERSION})
+    response.headers["Server"] = f"llamasup/{__version__}"
+    return response
 
 
 async def tags(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from supervisor.cli import main
-from supervisor.modelfile.client import create_model
+from supervisor.client.create import create_model
 from supervisor.settings import client_base_url
 from tests.net import free_port
 
@@ -91,10 +91,11 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-async def _run(base: str, model: str, cwd: Path, path: str | None = None, quantize: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = await create_model(base, model, path, quantize, out=out, err=err, cwd=cwd)
-    return code, out.getvalue(), err.getvalue()
+async def _run(base: str, model: str, cwd: Path, path: str | None = None, quantize: str = "") -> tuple[int, str]:
+    """Exit status and standard error: the progress (plain lines, as off a terminal), then any error."""
+    err = io.StringIO()
+    code = await create_model(base, model, path, quantize, err=err, cwd=cwd)
+    return code, err.getvalue()
 
 
 async def test_create_uploads_files_and_streams_progress(api: tuple[FakeApi, str], tmp_path: Path) -> None:
@@ -111,8 +112,8 @@ async def test_create_uploads_files_and_streams_progress(api: tuple[FakeApi, str
         "FROM ./w\nFROM mmproj.gguf\nADAPTER lora.gguf\nSYSTEM \"\"\"be\n\"brief\"\"\"\"\nPARAMETER num_ctx 4096\n"
         "PARAMETER stop <|end|>\nMESSAGE user hi\n"
     )
-    code, out, err = await _run(base, "me/mine:v1", tmp_path, quantize="q4_K_M")
-    assert (code, err) == (0, "")
+    code, err = await _run(base, "me/mine:v1", tmp_path, quantize="q4_K_M")
+    assert code == 0
     assert fake.uploads == [_digest(weights), _digest(proj)]
     assert fake.heads == [_digest(weights), _digest(proj), _digest(known)]
     assert fake.creates == [
@@ -126,14 +127,18 @@ async def test_create_uploads_files_and_streams_progress(api: tuple[FakeApi, str
             "quantize": "q4_K_M",
         }
     ]
-    assert out.splitlines() == [
+    assert err.splitlines() == [
         "gathering model components",
-        f"copying file {_digest(weights)}",
-        f"copying file {_digest(proj)}",
-        f"copying file {_digest(known)}",
+        f"copying file {_digest(weights)} 12 KB",
+        f"copying file {_digest(weights)} 100% 12 KB",
+        f"copying file {_digest(proj)} 14 B",
+        f"copying file {_digest(proj)} 100% 14 B",
+        f"copying file {_digest(known)} 18 B",
+        f"copying file {_digest(known)} 100% 18 B",
         "parsing GGUF",
         f"using existing layer {LAYER}",
-        "quantizing F16 model to Q4_K_M",
+        "quantizing F16 model to Q4_K_M 100 B",
+        "quantizing F16 model to Q4_K_M 100% 100 B",
         f"creating new layer {LAYER}",
         "writing manifest",
         "success",
@@ -144,12 +149,11 @@ async def test_create_from_a_model_name(api: tuple[FakeApi, str], tmp_path: Path
     """FROM a name that is no local path uploads nothing and sends 'from'; deprecated params warn."""
     fake, base = api
     (tmp_path / "x.mf").write_text("FROM llama3.2\nPARAMETER mirostat 1\nPARAMETER temperature 0.5\n")
-    code, out, err = await _run(base, "mine", tmp_path, "x.mf")
+    code, err = await _run(base, "mine", tmp_path, "x.mf")
     assert code == 0
-    assert err == "warning: parameter 'mirostat' is deprecated and was ignored\n"
+    assert err.splitlines()[:2] == ["warning: parameter 'mirostat' is deprecated and was ignored", "gathering model components"]
     assert fake.heads == [] and fake.uploads == []
     assert fake.creates == [{"model": "mine", "from": "llama3.2", "parameters": {"temperature": 0.5}}]
-    assert out.splitlines()[0] == "gathering model components"
 
 
 async def test_error_line_in_stream(api: tuple[FakeApi, str], tmp_path: Path) -> None:
@@ -157,10 +161,10 @@ async def test_error_line_in_stream(api: tuple[FakeApi, str], tmp_path: Path) ->
     fake, base = api
     fake.reply = [{"status": f"using existing layer {LAYER}"}, {"error": "pull model manifest: file does not exist"}]
     (tmp_path / "Modelfile").write_text("FROM nothere\n")
-    code, out, err = await _run(base, "mine", tmp_path)
+    code, err = await _run(base, "mine", tmp_path)
     assert code == 1
-    assert out.splitlines() == ["gathering model components", f"using existing layer {LAYER}"]
-    assert err == "Error: pull model manifest: file does not exist\n"
+    assert err.splitlines() == ["gathering model components", f"using existing layer {LAYER}",
+                                "Error: pull model manifest: file does not exist"]  # fmt: skip
 
 
 async def test_http_error_status(api: tuple[FakeApi, str], tmp_path: Path) -> None:
@@ -168,15 +172,15 @@ async def test_http_error_status(api: tuple[FakeApi, str], tmp_path: Path) -> No
     fake, base = api
     fake.create_status = 400
     (tmp_path / "Modelfile").write_text("FROM base\n")
-    code, _, err = await _run(base, "mine", tmp_path)
-    assert (code, err) == (1, "Error: invalid model name\n")
+    code, err = await _run(base, "mine", tmp_path)
+    assert (code, err.splitlines()[-1]) == (1, "Error: invalid model name")
 
 
 async def test_invalid_name_is_checked_before_anything(api: tuple[FakeApi, str], tmp_path: Path) -> None:
     """An invalid model name fails client-side, before the Modelfile is read or the server called."""
     fake, base = api
-    code, out, err = await _run(base, "bad name!", tmp_path, "missing")
-    assert (code, out, err) == (1, "", "Error: invalid model name: bad name!\n")
+    code, err = await _run(base, "bad name!", tmp_path, "missing")
+    assert (code, err) == (1, "Error: invalid model name: bad name!\n")
     assert fake.creates == []
 
 
@@ -196,8 +200,8 @@ async def test_modelfile_errors(
     fake, base = api
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    code, _, err = await _run(base, "mine", tmp_path, path)
-    assert (code, err) == (1, f"Error: {message}\n")
+    code, err = await _run(base, "mine", tmp_path, path)
+    assert (code, err.splitlines()[-1]) == (1, f"Error: {message}")
     assert fake.creates == []
 
 
@@ -205,10 +209,9 @@ async def test_connection_refused(tmp_path: Path) -> None:
     """No server listening: one 'could not connect' error naming the address."""
     (tmp_path / "Modelfile").write_text("FROM base\n")
     port = free_port()
-    code, _, err = await _run(f"http://127.0.0.1:{port}", "mine", tmp_path)
+    code, err = await _run(f"http://127.0.0.1:{port}", "mine", tmp_path)
     assert code == 1
-    assert err.startswith(f"Error: could not connect to the server at http://127.0.0.1:{port}")
-    assert err.count("\n") == 1
+    assert err.splitlines()[-1].startswith(f"Error: could not connect to the server at http://127.0.0.1:{port}")
 
 
 class _Tty(io.StringIO):
@@ -217,25 +220,18 @@ class _Tty(io.StringIO):
 
 
 async def test_tty_progress_redraws_lines(api: tuple[FakeApi, str], tmp_path: Path) -> None:
-    """On a terminal each status is one line redrawn in place, with a bar when it has a total."""
+    """On a terminal the statuses are redrawn in place: a line per status, the quantization as a bar."""
     _, base = api
     (tmp_path / "Modelfile").write_text("FROM base\n")
-    out, err = _Tty(), io.StringIO()
-    assert await create_model(base, "mine", None, out=out, err=err, cwd=tmp_path) == 0
-    text = out.getvalue()
-    assert text.endswith("\rsuccess\x1b[K\n")
-    assert "\rquantizing F16 model to Q4_K_M  10% ▕" in text
-    assert "\rquantizing F16 model to Q4_K_M 100% ▕" in text
-    lines = [line.rsplit("\r", 1)[-1].replace("\x1b[K", "") for line in text.split("\n") if line]
-    assert [line.split(" ▕")[0] for line in lines] == [
-        "gathering model components",
-        "parsing GGUF",
-        f"using existing layer {LAYER}",
-        "quantizing F16 model to Q4_K_M 100%",
-        f"creating new layer {LAYER}",
-        "writing manifest",
-        "success",
-    ]
+    err = _Tty()
+    assert await create_model(base, "mine", None, err=err, cwd=tmp_path) == 0
+    text = err.getvalue()
+    assert "\x1b[?25l" in text and text.endswith("\n")  # cursor hidden while drawing
+    last = text.rsplit("\x1b[1G", 1)[-1]  # the final frame
+    lines = [line.split("\x1b[K")[0].rstrip() for line in last.split("\n") if "\x1b[K" in line]
+    assert lines[0] == "gathering model components"
+    assert lines[-2:] == ["writing manifest", "success"]
+    assert any(line.startswith("quantizing F16 model to Q4_K_M 100% ▕") for line in lines)
 
 
 def test_main_create_uses_ollama_host(
@@ -248,8 +244,8 @@ def test_main_create_uses_ollama_host(
     (tmp_path / "Modelfile").write_text("FROM base\n")
     assert main(["create", "mine"]) == 1
     captured = capsys.readouterr()
-    assert captured.out == "gathering model components\n"
-    assert captured.err.startswith(f"Error: could not connect to the server at http://127.0.0.1:{port}")
+    assert captured.out == ""
+    assert captured.err.startswith(f"gathering model components\nError: could not connect to the server at http://127.0.0.1:{port}")
 
 
 def test_main_create_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
