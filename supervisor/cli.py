@@ -171,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .plan_cli import plan_command
+    from .client.plan import plan_command
     from .settings import client_base_url
 
     return asyncio.run(

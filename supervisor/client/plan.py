@@ -14,7 +14,7 @@ from typing import Any, TextIO
 import aiohttp
 import orjson
 
-from .pool.placement import human_bytes
+from ..pool.placement import human_bytes
 
 _COLUMNS = ("weights", "kv_cache", "compute", "projector")
 
