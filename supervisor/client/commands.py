@@ -99,7 +99,8 @@ def _destination(model: str) -> str:
     if name is None:
         return model
     if name.host.endswith((".ollama.ai", ".ollama.com")):
-        return "https://ollama.com/" + name.display.removesuffix(":latest")
+        short = name.model if name.namespace == "library" else f"{name.namespace}/{name.model}"
+        return f"https://ollama.com/{short}" + ("" if name.tag == "latest" else f":{name.tag}")
     return str(name)
 
 

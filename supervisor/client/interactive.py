@@ -4,7 +4,7 @@
 (``Say``), a message to send (``Send``), an action that needs the server (``Show``, ``Load``, ``Save``,
 ``ListModels``), ``Exit``, or ``None`` when nothing happens yet (an empty line, or a multi-line
 message still open). Settings that need no server (``/set …``, ``/clear``) change the ``Session``
-right here. The driver in ``run.py`` does the I/O; keeping the decisions here lets them be tested
+right here. The driver in ``chat_loop.py`` does the I/O; keeping the decisions here lets them be tested
 line by line.
 
 Behaviour follows Ollama's ``generateInteractive``:

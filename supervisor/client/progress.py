@@ -19,11 +19,13 @@ read :meth:`render`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Literal, TextIO
 
 from .humanize import human_bytes
@@ -437,3 +439,16 @@ class Spinner(_Display):
             self.stop_and_clear()
         elif self._finish():
             self._final_paint()
+
+
+@asynccontextmanager
+async def spinning(out: TextIO) -> AsyncIterator[Spinner]:
+    """A :class:`Spinner` on ``out`` turning while the block runs, wiped when it ends."""
+    spinner = Spinner(out)
+    task = asyncio.create_task(spinner.run())
+    try:
+        yield spinner
+    finally:
+        spinner.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

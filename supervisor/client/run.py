@@ -38,7 +38,7 @@ from .display import AnswerView, terminal_width
 from .humanize import verbose_stats
 from .interactive import (Session, chat_body, generate_body, infer_think, media_extensions, media_paths, remove_path,
                           sniff_media)  # fmt: skip
-from .progress import Spinner
+from .progress import spinning
 
 T = TypeVar("T")
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -238,33 +238,28 @@ class Run:
     ) -> dict[str, Any]:
         """Stream an answer into ``view`` with a spinner on stderr until something shows; returns the
         last object (the one with the metrics)."""
-        spinner = Spinner(self.err)
-        spinning = asyncio.create_task(spinner.run())
         last: dict[str, Any] = {}
-        try:
-            async for msg in self.api.stream(path, body):
-                last = msg
-                thinking, content, calls = parts(msg)
-                if view.shows(thinking, content, calls):
-                    spinner.stop()
-                if text := view.chunk(thinking, content, calls):
-                    self.out.write(text)
-                    self.out.flush()
-                await asyncio.sleep(0)  # a Ctrl+C (this task's cancellation) lands between chunks
-        except asyncio.CancelledError:
-            spinner.stop()
-            self.out.write(view.interrupted())
-            self.out.flush()
-            raise
-        except LlamasupError:
-            if view.wrote:  # the error line (on stderr) should not continue the answer's line
-                self.out.write("\n")
+        async with spinning(self.err) as spinner:
+            try:
+                async for msg in self.api.stream(path, body):
+                    last = msg
+                    thinking, content, calls = parts(msg)
+                    if view.shows(thinking, content, calls):
+                        spinner.stop()
+                    if text := view.chunk(thinking, content, calls):
+                        self.out.write(text)
+                        self.out.flush()
+                    await asyncio.sleep(0)  # a Ctrl+C (this task's cancellation) lands between chunks
+            except asyncio.CancelledError:
+                spinner.stop()
+                self.out.write(view.interrupted())
                 self.out.flush()
-            raise
-        finally:
-            spinner.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await spinning
+                raise
+            except LlamasupError:
+                if view.wrote:  # the error line (on stderr) should not continue the answer's line
+                    self.out.write("\n")
+                    self.out.flush()
+                raise
         return last
 
     async def load(self, session: Session) -> None:
@@ -274,15 +269,9 @@ class Run:
             body["keep_alive"] = session.keep_alive
         if session.think is not None:
             body["think"] = session.think
-        spinner = Spinner(self.err)
-        spinning = asyncio.create_task(spinner.run())
-        try:
+        async with spinning(self.err):
             async for _ in self.api.stream("/api/generate", body):
                 pass
-        finally:
-            spinner.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await spinning
 
     def attach(self, text: str, extensions: tuple[str, ...]) -> tuple[str, list[str]]:
         """The prompt without the paths of the files it names, and those files base64-encoded

@@ -4,11 +4,15 @@ and for pull and push a real registry: their exact output, their effect, and the
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import sys
 import time
 from pathlib import Path
 
 import ollama
+import pexpect
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -16,7 +20,7 @@ from supervisor import __version__
 from supervisor.api.ollama_routes import OLLAMA_VERSION
 from supervisor.client.humanize import human_bytes
 from tests.cli import run_cli
-from tests.conftest import base_url
+from tests.conftest import ROOT, base_url
 from tests.net import free_port
 from tests.registry_server import RegistryServer
 from tests.store_helpers import install_gguf
@@ -88,6 +92,11 @@ async def test_list_ps_and_show_print_what_ollama_prints(real_server: TestServer
         "    Really.      \n"
         "\n"
     )
+    code, out, err = await run_cli(url, "show", "brief", "-v")
+    assert (code, err) == (0, "")
+    sections = [line for line in out.splitlines() if line.startswith("  ") and not line.startswith("    ")]
+    assert sections == ["  Model", "  Capabilities", "  Parameters", "  Metadata", "  Tensors", "  System"]
+    assert "    general.architecture" in out and "    token_embd.weight" in out
     shown = await client.show("brief")
     for flag, expected in (("--modelfile", f"{shown.modelfile}\n"), ("--parameters", f"{shown.parameters}\n"),
                            ("--system", "Be brief.\nReally."), ("--license", "\n")):  # fmt: skip
@@ -167,3 +176,44 @@ async def test_push_then_pull_through_a_real_registry(registry_open: RegistrySer
     code, out, err = await run_cli(url, "pull", f"{registry_open.host}/team/absent:1", "--insecure")
     assert (code, out) == (1, "")
     assert err.splitlines() == ["pulling manifest", "Error: pull model manifest: file does not exist"]
+
+
+async def test_pull_on_a_terminal_draws_bars(registry_open: RegistryServer, real_server: TestServer) -> None:
+    """On a terminal, pull redraws its lines in place: a bar for the layer, ending at 100% with its
+    size, the statuses after it, and the cursor shown again at the end."""
+    url = base_url(real_server)
+    name = f"{registry_open.host}/team/bars:1"
+    assert (await run_cli(url, "cp", "tiny", name))[0] == 0
+    assert (await run_cli(url, "push", name, "--insecure"))[0] == 0
+    assert (await run_cli(url, "rm", name))[0] == 0
+    child = pexpect.spawn(sys.executable, ["-m", "supervisor", "pull", name, "--insecure"], cwd=str(ROOT),
+                          env=dict(os.environ, OLLAMA_HOST=url, TERM="xterm"), dimensions=(24, 100),
+                          encoding="utf-8", timeout=120)  # fmt: skip
+    try:
+        output = await asyncio.to_thread(child.read)  # everything, until the command exits
+    finally:
+        child.close()
+    assert child.exitstatus == 0, output
+    assert "\x1b[?25l" in output and output.rstrip().endswith("\x1b[?25h\x1b[?2026l")
+    final = output.rsplit("\x1b[1G", 1)[-1]
+    lines = [line.split("\x1b[K")[0].rstrip() for line in final.split("\n") if "\x1b[K" in line]
+    assert lines[0] == "pulling manifest"
+    assert re.fullmatch(r"pulling [0-9a-f]{12}: 100% ▕█+▏ +\S+ [KMG]?B", lines[1]), lines
+    assert lines[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+
+
+async def test_run_pulls_a_missing_model_first(registry_open: RegistryServer, real_server: TestServer, models_dir: Path,
+                                              tiny_gguf: Path) -> None:  # fmt: skip
+    """run with a model that is not local pulls it (its progress on stderr), then answers."""
+    url = base_url(real_server)
+    install_gguf(models_dir, "short", tiny_gguf, params={"num_predict": 4, "temperature": 0})
+    name = f"{registry_open.host}/team/short:1"
+    assert (await run_cli(url, "cp", "short", name))[0] == 0
+    assert (await run_cli(url, "push", name, "--insecure"))[0] == 0
+    assert (await run_cli(url, "rm", name))[0] == 0
+    code, out, err = await run_cli(url, "run", name, "--insecure", "hello")
+    assert code == 0, err
+    assert err.splitlines()[0] == "pulling manifest" and err.splitlines()[-1] == "success"
+    assert out.endswith("\n\n") and out.strip()  # the answer: 4 tokens of the tiny model
+    client = ollama.AsyncClient(host=url)
+    assert name in [m.model for m in (await client.list()).models]

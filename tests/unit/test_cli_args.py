@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from supervisor.cli import make_parser, parse_args
+from supervisor.client.commands import _destination
 
 
 @pytest.mark.parametrize(
@@ -39,3 +40,18 @@ def test_unknown_words_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
         parse_args(make_parser(), ["ls", "a", "b"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: b" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("model", "where"),
+    [
+        ("me/mine", "https://ollama.com/me/mine"),
+        ("me/mine:v2", "https://ollama.com/me/mine:v2"),
+        ("registry.ollama.com/me/mine:latest", "https://ollama.com/me/mine"),
+        ("127.0.0.1:5000/team/m:1", "127.0.0.1:5000/team/m:1"),
+        ("m", "https://ollama.com/m"),
+    ],
+)
+def test_push_says_where_the_model_is(model: str, where: str) -> None:
+    """After a push: the model's ollama.com page for Ollama's registry, else its full name."""
+    assert _destination(model) == where
