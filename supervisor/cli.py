@@ -24,7 +24,7 @@ from aiohttp import web
 from .app import create_app
 from .client import commands as cmd
 from .client.api import Api
-from .client.commands import SHOW_FLAGS
+from .client.show import SHOW_FLAGS
 from .errors import ConfigError, LlamasupError
 from .log import configure_logging
 from .settings import Settings, load_settings

@@ -22,7 +22,6 @@ from .progress import Kind, ProgressView
 from .show import show_field, show_info
 from .tables import list_table, ps_table
 
-SHOW_FLAGS = ("license", "modelfile", "parameters", "system", "template")
 Clock = Callable[[], datetime]
 
 

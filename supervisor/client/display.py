@@ -17,11 +17,11 @@ anywhere. Nothing is wrapped below 10 columns.
 from __future__ import annotations
 
 import shutil
-import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import gojson
+from .tables import rune_width, string_width
 
 GREY = "\x1b[38;5;245m"
 BOLD = "\x1b[1m"
@@ -39,18 +39,6 @@ def terminal_width() -> int:
     """Columns of the terminal (80 when there is none), read at each answer: a resized window wraps
     the next answer to its new width."""
     return shutil.get_terminal_size((80, 24)).columns
-
-
-def char_width(ch: str) -> int:
-    """Terminal columns one character takes: 0 for combining marks and controls, 2 for wide and
-    full-width characters (CJK, most emoji), else 1."""
-    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Cc", "Cf", "Mn", "Me"):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
-def text_width(text: str) -> int:
-    return sum(char_width(ch) for ch in text)
 
 
 class WordWrap:
@@ -74,13 +62,13 @@ class WordWrap:
         if ch in "\n\r":
             self.column, self.word = 0, ""
             return ch
-        w = char_width(ch)
+        w = rune_width(ch)
         out = ""
         if self.column + w > self.width - RIGHT_MARGIN:
             if ch in " \t":  # the word before it fits: the blank becomes the line break
                 self.column, self.word = 0, ""
                 return "\n"
-            moved = text_width(self.word)
+            moved = string_width(self.word)
             if moved > self.width - LONG_WORD:
                 out, self.column, self.word = "\n", 0, ""  # too long to move: break it here
             elif moved:

@@ -11,16 +11,18 @@ type checks do, rather than failing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
+from ..modelfile.parser import go_float
+from ..templates.gostrconv import format_float
+from ..templates.gotemplate_literals import GO_SPACE_CHARS
 from .humanize import human_number
 from .tables import string_width, table
 
-# unicode.IsSpace: ASCII white space, NEL, NBSP and the Unicode Zs/Zl/Zp spaces.
-_GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B))))
-_FIELD_FLAGS = ("license", "modelfile", "parameters", "system", "template")
+SHOW_FLAGS = ("license", "modelfile", "parameters", "system", "template")  # show's one-field flags
+_GO_SPACE_RUN = re.compile(f"[{re.escape(GO_SPACE_CHARS)}]+")
 
 
 def _number(v: object) -> float | None:
@@ -30,50 +32,9 @@ def _number(v: object) -> float | None:
     return float(v)
 
 
-def _digits(f: float) -> tuple[str, int]:
-    """The shortest decimal digits that read back as ``f`` (as Go and Python both find them) and
-    the position of the decimal point relative to their start."""
-    d = Decimal(repr(abs(f))).normalize()
-    _, digits, exponent = d.as_tuple()
-    assert isinstance(exponent, int)
-    text = "".join(map(str, digits))
-    return text, len(text) + exponent
-
-
-def _sign(f: float) -> str:
-    return "-" if f < 0 or (f == 0 and str(f).startswith("-")) else ""
-
-
 def go_float_fixed(f: float) -> str:
     """``strconv.FormatFloat(f, 'f', -1, 64)``: shortest digits, never an exponent."""
-    if f != f or f in (float("inf"), float("-inf")):
-        return go_float(f)
-    if f == 0:
-        return _sign(f) + "0"
-    digits, point = _digits(f)
-    if point <= 0:
-        body = "0." + "0" * -point + digits
-    elif point >= len(digits):
-        body = digits + "0" * (point - len(digits))
-    else:
-        body = digits[:point] + "." + digits[point:]
-    return _sign(f) + body
-
-
-def go_float(f: float) -> str:
-    """Go's ``%v``/``%g`` of a float64: shortest digits, exponent form below 1e-4 or from 1e+06."""
-    if f != f:
-        return "NaN"
-    if f in (float("inf"), float("-inf")):
-        return "+Inf" if f > 0 else "-Inf"
-    if f == 0:
-        return _sign(f) + "0"
-    digits, point = _digits(f)
-    exp = point - 1
-    if exp < -4 or exp >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{_sign(f)}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    return go_float_fixed(f)
+    return format_float(f, "f", -1)
 
 
 def go_value(v: object) -> str:
@@ -129,28 +90,12 @@ def metadata_value(v: object) -> str:
 
 def go_fields(s: str) -> list[str]:
     """``strings.Fields``: the runs of non-white-space characters (Go's white space set)."""
-    fields: list[str] = []
-    current: list[str] = []
-    for ch in s:
-        if ch in _GO_SPACE:
-            if current:
-                fields.append("".join(current))
-                current = []
-        else:
-            current.append(ch)
-    if current:
-        fields.append("".join(current))
-    return fields
+    return [field for field in _GO_SPACE_RUN.split(s) if field]
 
 
 def go_trim_space(s: str) -> str:
     """``strings.TrimSpace`` with Go's white space set."""
-    start, end = 0, len(s)
-    while start < end and s[start] in _GO_SPACE:
-        start += 1
-    while end > start and s[end - 1] in _GO_SPACE:
-        end -= 1
-    return s[start:end]
+    return s.strip(GO_SPACE_CHARS)
 
 
 def scan_lines(s: str) -> list[str]:
@@ -276,5 +221,5 @@ def show_field(resp: Mapping[str, Any], flag: str) -> str:
     field, with a newline added for the first three only. ``flag`` may carry its dashes."""
     name = flag.lstrip("-")
     if name not in _PRINTERS:
-        raise ValueError(f"unknown show flag {flag!r}; expected one of {', '.join(_FIELD_FLAGS)}")
+        raise ValueError(f"unknown show flag {flag!r}; expected one of {', '.join(SHOW_FLAGS)}")
     return _PRINTERS[name](_text(resp, name))

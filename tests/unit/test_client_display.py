@@ -10,11 +10,12 @@ from supervisor.client.display import (
     RESET,
     AnswerView,
     WordWrap,
-    char_width,
     thinking_end,
     thinking_start,
     tool_calls_text,
 )
+
+from supervisor.client.tables import rune_width
 
 _MOVE_BACK = re.compile(r"\x1b\[(\d+)D")
 
@@ -85,7 +86,7 @@ def test_newline_resets_the_line() -> None:
 
 def test_wide_characters_count_two_columns_and_break_anywhere() -> None:
     """CJK characters take two columns and end words, so a run of them breaks between characters."""
-    assert char_width("漢") == 2 and char_width("a") == 1 and char_width("\u0301") == 0
+    assert rune_width("漢") == 2 and rune_width("a") == 1 and rune_width("\u0301") == 0
     out = WordWrap(20).feed("漢" * 10)
     assert out == "漢" * 7 + "\n" + "漢" * 3
 

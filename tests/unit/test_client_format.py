@@ -22,7 +22,8 @@ from supervisor.client.humanize import (
     parse_go_time,
     verbose_stats,
 )
-from supervisor.client.show import go_float, metadata_value, show_field, show_info
+from supervisor.client.show import metadata_value, show_field, show_info
+from supervisor.modelfile.parser import go_float
 from supervisor.client.tables import display_width, list_table, processor, ps_table, table, title, until, wrap_string
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
