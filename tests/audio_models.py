@@ -76,10 +76,9 @@ import struct
 import wave
 from pathlib import Path
 
-import gguf
 import numpy as np
 
-from tests.projector_models import Array, _norm_pair, _orthogonal, _reserved_constant, _spectral_norm, _SLACK
+from tests.projector_models import Array, _norm_pair, _orthogonal, _reserved_constant, _spectral_norm, _SLACK, clip_writer, finish_clip
 
 __all__ = [
     "AUDIO_PROJECTOR_TYPE",
@@ -224,13 +223,7 @@ def write_audio_projector(
     }
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, "clip")
-    writer.add_type("mmproj")
-    writer.add_name(name)
-    writer.add_uint32("general.file_type", int(gguf.LlamaFileType.ALL_F32))
-    writer.add_bool("clip.has_audio_encoder", True)
-    writer.add_string("clip.projector_type", AUDIO_PROJECTOR_TYPE)
+    writer = clip_writer(path, name, "audio", AUDIO_PROJECTOR_TYPE)
     writer.add_uint32("clip.audio.embedding_length", n_embd)
     writer.add_uint32("clip.audio.feed_forward_length", n_ff)
     writer.add_uint32("clip.audio.block_count", 1)
@@ -239,13 +232,7 @@ def write_audio_projector(
     writer.add_float32("clip.audio.attention.layer_norm_epsilon", _LAYER_NORM_EPS)
     writer.add_uint32("clip.audio.num_mel_bins", N_MEL)
     writer.add_uint32("clip.audio.projector.stack_factor", stack_factor)
-    for tname, arr in tensors.items():
-        writer.add_tensor(tname, np.ascontiguousarray(arr, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return finish_clip(writer, tensors, path)
 
 
 def tiny_wav(n_samples: int = 4000, frequency: float = 440.0) -> bytes:

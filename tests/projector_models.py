@@ -68,6 +68,8 @@ import gguf
 import numpy as np
 import numpy.typing as npt
 
+from tests.models import finish_gguf
+
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_PATCH_SIZE",
@@ -211,13 +213,7 @@ def write_projector(
     tensors |= {"mm.0.weight": w0, "mm.0.bias": b0, "mm.2.weight": w2, "mm.2.bias": b2}
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, "clip")
-    writer.add_type("mmproj")
-    writer.add_name(name)
-    writer.add_uint32("general.file_type", int(gguf.LlamaFileType.ALL_F32))
-    writer.add_bool("clip.has_vision_encoder", True)
-    writer.add_string("clip.projector_type", PROJECTOR_TYPE)
+    writer = clip_writer(path, name, "vision", PROJECTOR_TYPE)
     # clip.cpp reads these with exact-type accessors: uint32 / float32 only.
     writer.add_uint32("clip.vision.image_size", image_size)
     writer.add_uint32("clip.vision.patch_size", patch_size)
@@ -231,13 +227,24 @@ def write_projector(
     writer.add_array("clip.vision.image_std", [float(x) for x in _IMAGE_STD])
     # Run the single layer (LLaVA would otherwise stop one layer short).
     writer.add_array("clip.vision.feature_layer", [1])
-    for tname, arr in tensors.items():
-        writer.add_tensor(tname, np.ascontiguousarray(arr, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return finish_clip(writer, tensors, path)
+
+
+def clip_writer(path: Path, name: str, encoder: str, projector_type: str) -> gguf.GGUFWriter:
+    """A ``clip`` GGUF writer for an F32 projector with a ``vision`` or ``audio`` encoder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(path, "clip")
+    writer.add_type("mmproj")
+    writer.add_name(name)
+    writer.add_uint32("general.file_type", int(gguf.LlamaFileType.ALL_F32))
+    writer.add_bool(f"clip.has_{encoder}_encoder", True)
+    writer.add_string("clip.projector_type", projector_type)
+    return writer
+
+
+def finish_clip(writer: gguf.GGUFWriter, tensors: dict[str, Array], path: Path) -> Path:
+    """Write the projector with its tensors as contiguous F32 arrays."""
+    return finish_gguf(writer, {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in tensors.items()}, path)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
