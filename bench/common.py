@@ -168,6 +168,13 @@ def markdown_table(header: list[str], rows: Iterable[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def print_row(row: list[str], result: dict[str, Any]) -> None:
+    """A result's table row as it is measured, and how many pairs other programs disturbed."""
+    print(markdown_table([], [row]).splitlines()[-1], flush=True)
+    if result.get("disturbed_pairs"):
+        print(f"  ({result['disturbed_pairs']} pairs disturbed by other programs, measured again)", file=sys.stderr)
+
+
 def write_results(out: Path, results: list[dict[str, Any]], header: list[str], row: Any, started: float) -> None:
     """``results`` with the machine's description into ``out`` (JSON), and the table on stdout."""
     machine = machine_info()

@@ -39,7 +39,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DIRECT_BASE, ROOT, argv_value, bodies, direct_session, llama_server, llamasup  # noqa: E402
-from common import markdown_table, prepare_store, runner_process, stream, write_results  # noqa: E402
+from common import print_row, prepare_store, runner_process, stream, write_results  # noqa: E402
 
 PLAN = {  # model preset -> (tokens per stream, measured rounds per side)
     "tiny": (512, 12),
@@ -178,9 +178,7 @@ async def main() -> None:
             for n in levels:
                 rounds = args.rounds or PLAN[preset][1]
                 results.append(await bench_level(preset, n, work, models, binary, rounds, args.threads))
-                print(markdown_table(HEADER, [_row(results[-1])]).splitlines()[-1], flush=True)
-                if results[-1]["disturbed_pairs"]:
-                    print(f"  ({results[-1]['disturbed_pairs']} pairs disturbed by other programs, measured again)", file=sys.stderr)
+                print_row(_row(results[-1]), results[-1])
     write_results(args.out, results, HEADER, _row, started)
 
 

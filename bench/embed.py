@@ -39,7 +39,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DIRECT_BASE, ROOT, argv_value, direct_session, llama_server, llamasup, wait_http  # noqa: E402
-from common import markdown_table, runner_process, write_results  # noqa: E402
+from common import print_row, runner_process, write_results  # noqa: E402
 
 from tests.net import free_port  # noqa: E402
 from tests.minilm import DOCUMENTS, QUERIES, SENTENCES, convert_minilm_gguf_async  # noqa: E402
@@ -114,7 +114,7 @@ async def bench(work: Path, binary: Path, batches: list[int], rounds: int, threa
                         result[key] = med(a["per_s"] / b["per_s"] for a, b in pairs)
                     result["rounds_detail"] = measured
                     results.append(result)
-                    print(markdown_table(HEADER, [_row(result)]).splitlines()[-1], flush=True)
+                    print_row(_row(result), result)
     return results
 
 

@@ -45,7 +45,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DIRECT_BASE, PROMPT, ROOT, argv_value, direct_session, llama_server, llamasup  # noqa: E402
-from common import markdown_table, prepare_store, runner_process, write_results  # noqa: E402
+from common import print_row, prepare_store, runner_process, write_results  # noqa: E402
 
 from supervisor.protocol import openai_chat  # noqa: E402
 from supervisor.protocol.llama_server import chat_body, tool_fields  # noqa: E402
@@ -247,9 +247,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="llamasup-bench-") as tmp:
         for preset in args.models.split(","):
             results.append(await bench_model(preset, Path(tmp), binary, args.pairs, args.threads))
-            print(markdown_table(HEADER, [_row(results[-1])]).splitlines()[-1], flush=True)
-            if results[-1]["disturbed_pairs"]:
-                print(f"  ({results[-1]['disturbed_pairs']} pairs disturbed by other programs, measured again)", file=sys.stderr)
+            print_row(_row(results[-1]), results[-1])
     write_results(args.out, results, HEADER, _row, started)
 
 
