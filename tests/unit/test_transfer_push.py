@@ -357,13 +357,19 @@ async def test_a_layer_from_a_model_of_the_registry_is_mounted_from_its_reposito
     assert registry.repos["team/derived"] == set(blobs) and ("team/derived", "1") in registry.manifests
 
 
-async def test_a_blob_another_local_model_of_the_registry_uses_is_mounted_from_its_repository(tmp_path: Path) -> None:
-    """Without a `from`, another local model of the same registry that references the blob is the source."""
+async def _pushed_as_other_one(tmp_path: Path) -> tuple[FakeRegistry, TransferService, ModelStore, bytes]:
+    """A registry holding ``other/one:1``, pushed from the local store with 40 kB of weights."""
     registry = FakeRegistry()
     service, store = _service(tmp_path, registry)
     weights = os.urandom(40_000)
     _install(store, f"{HOST}/other/one:1", weights)
     await _push(service, f"{HOST}/other/one:1")
+    return registry, service, store, weights
+
+
+async def test_a_blob_another_local_model_of_the_registry_uses_is_mounted_from_its_repository(tmp_path: Path) -> None:
+    """Without a `from`, another local model of the same registry that references the blob is the source."""
+    registry, service, store, weights = await _pushed_as_other_one(tmp_path)
     _install(store, f"{HOST}/team/m:1", weights, params=b'{"top_k":3}', config=b'{"model_format":"gguf","file_type":"F16"}')
     before = len(registry.calls)
     await _push(service)
@@ -374,11 +380,7 @@ async def test_a_blob_another_local_model_of_the_registry_uses_is_mounted_from_i
 
 async def test_a_mount_the_login_may_not_do_falls_back_to_an_upload(tmp_path: Path) -> None:
     """A mount refused for want of access to the source is no failure: the blob is uploaded."""
-    registry = FakeRegistry()
-    service, store = _service(tmp_path, registry)
-    weights = os.urandom(40_000)
-    _install(store, f"{HOST}/other/one:1", weights)
-    await _push(service, f"{HOST}/other/one:1")
+    registry, service, store, weights = await _pushed_as_other_one(tmp_path)
     registry.deny_mounts = True
     _install(store, f"{HOST}/team/m:1", weights, params=b'{"top_k":3}')
     assert (await _push(service))[-1] == {"status": "success"}
