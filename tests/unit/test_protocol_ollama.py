@@ -135,6 +135,8 @@ def test_format_fields() -> None:
 def test_dumps_escapes_like_go() -> None:
     """<, >, & and U+2028 are escaped as Go's encoder does; other non-ASCII stays raw."""
     assert wire.dumps({"a": "<|eot|> & é\u2028"}) == b'{"a":"\\u003c|eot|\\u003e \\u0026 \xc3\xa9\\u2028"}'
+    assert wire.dumps(["\u2029", "x"]) == b'["\\u2029","x"]'  # the separators alone make the output non-ASCII
+    assert wire.dumps({"a": "<b>"}) == b'{"a":"\\u003cb\\u003e"}'  # ASCII output: the separator search is skipped
 
 
 def test_timestamps() -> None:
