@@ -11,6 +11,7 @@ names; the server accepts either separator and either case of hex (``^sha256[:-]
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,10 @@ class StoreLayout:
     def blobs_dir(self) -> Path:
         return self.root / "blobs"
 
+    @functools.lru_cache(maxsize=1024)  # holds the layout: one per store, as long as the process
     def manifest_path(self, name: ModelName) -> Path:
-        """``manifests/<host>/<namespace>/<model>/<tag>``, with the case of ``name`` as given."""
+        """``manifests/<host>/<namespace>/<model>/<tag>``, with the case of ``name`` as given (kept:
+        every request looks up its model's manifest)."""
         return self.manifests_dir.joinpath(*name.parts)
 
     def blob_path(self, digest: str) -> Path:

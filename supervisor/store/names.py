@@ -15,6 +15,7 @@ is kept as typed, and on disk as created); lookups compare ``casefold_key`` inst
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -76,7 +77,12 @@ class ModelName:
 
     @classmethod
     def parse(cls, text: str) -> ModelName:
-        """Parse a user-supplied name, filling defaults; raises ``InvalidModelName``."""
+        """Parse a user-supplied name, filling defaults; raises ``InvalidModelName``. Every request
+        names its model, so parsed names are kept (they are immutable)."""
+        return _parse_name(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> ModelName:
         s = text.strip()
         host = namespace = tag = ""
         scheme = DEFAULT_SCHEME
@@ -136,3 +142,8 @@ class ModelName:
 
     def __str__(self) -> str:
         return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_name(text: str) -> ModelName:
+    return ModelName._parse(text)
