@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The least an HTTP hop in front of llama-server can cost: a bare aiohttp server that forwards
+"""What an aiohttp hop in front of llama-server costs by itself: a bare aiohttp server that forwards
 ``/api/embed`` inputs to a runner's ``/v1/embeddings`` and returns the vectors, nothing else (no
-model lookup, no lease, no checks, no normalising). ``bench/embed.py`` runs it beside llamasup to show
-how much of llamasup's gap to direct calls is the hop itself.
+model lookup, no lease, no checks, no normalising; JSON through orjson, as llamasup's). ``bench/embed.py``
+runs it beside llamasup to show how much of llamasup's gap to direct calls is the hop itself.
 
 Usage: ``python bench/embed_floor.py RUNNER_SOCKET PORT``.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import orjson
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,9 +24,10 @@ def app(socket_path: Path) -> web.Application:
     client = RunnerClient(socket_path)
 
     async def embed(request: web.Request) -> web.Response:
-        inputs = (await request.json())["input"]
+        inputs = orjson.loads(await request.read())["input"]
         data = await client.post_json("/v1/embeddings", {"input": inputs, "encoding_format": "float", "embd_normalize": -1})
-        return web.json_response({"embeddings": [row["embedding"] for row in data["data"]]})
+        body = orjson.dumps({"embeddings": [row["embedding"] for row in data["data"]]})
+        return web.Response(body=body, content_type="application/json")
 
     application = web.Application()
     application.router.add_post("/api/embed", embed)
