@@ -14,7 +14,10 @@ bytes, so nothing compresses). The script:
      the manifest; the model is then deleted, which removes the blob, so the next round pulls all of it;
 3. reports the median times and rates, the medians of the paired ratios (curl's time / llamasup's
    time, for the rounds run next to each other; likewise for curl + sha256sum), and llamasup's CPU
-   time per pull.
+   time per pull;
+4. and how long hashing as many bytes alone takes here (Python's ``hashlib``, i.e. OpenSSL, over
+   bytes in memory, median of three): no pull that verifies the digest can take less, so curl's time /
+   that time bounds the ratio any verifying pull can reach on this machine.
 
 The registry's copy stays in the page cache for both sides alike. Results are printed as a Markdown
 table and written to ``bench/results/pull.json``.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import statistics
 import subprocess
@@ -126,18 +130,32 @@ async def bench(work: Path, binary: Path, size_mb: int, rounds: int) -> dict[str
     for other, key in (("curl", "ratio"), ("curl_sha256sum", "ratio_verified")):
         pairs = zip(measured[other], measured["llamasup"], strict=True)
         result[key] = med(c["wall_s"] / s["wall_s"] for c, s in pairs)
+    result["sha256_s"] = _hash_seconds(size)
+    result["ratio_bound"] = result["wall_s_curl"] / result["sha256_s"]
     result["rounds_detail"] = measured
     return result
 
 
+def _hash_seconds(size: int) -> float:
+    """The median time of three sha256s of ``size`` random bytes held in memory (the least a verified
+    download of that size spends on its hash: one core, whatever else overlaps it)."""
+    data = os.urandom(size)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        hashlib.sha256(data).digest()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 HEADER = ["blob", "rounds", "curl", "curl + sha256sum", "llamasup pull", "llamasup MiB/s", "ratio to curl", "ratio to curl + sha256sum",
-          "llamasup CPU / pull"]  # fmt: skip
+          "llamasup CPU / pull", "sha256 alone", "bound: curl / sha256 alone"]  # fmt: skip
 
 
 def _row(r: dict[str, Any]) -> list[str]:
     return [f"{r['size_bytes'] / (1 << 20):.0f} MiB", str(r["rounds"]), f"{r['wall_s_curl']:.2f} s ({r['mib_per_s_curl']:.0f} MiB/s)",
             f"{r['wall_s_curl_sha256sum']:.2f} s", f"{r['wall_s_llamasup']:.2f} s", f"{r['mib_per_s_llamasup']:.0f}", f"{r['ratio']:.3f}",
-            f"{r['ratio_verified']:.3f}", f"{r['supervisor_cpu_s']:.2f} s"]  # fmt: skip
+            f"{r['ratio_verified']:.3f}", f"{r['supervisor_cpu_s']:.2f} s", f"{r['sha256_s']:.2f} s", f"{r['ratio_bound']:.3f}"]  # fmt: skip
 
 
 async def main() -> None:
