@@ -33,8 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,31 +129,33 @@ async def bench(work: Path, binary: Path, batches: list[int], rounds: int, threa
     return results
 
 
-@asynccontextmanager
-async def floor_server(socket_path: str) -> AsyncIterator[str]:
-    """``bench/embed_floor.py`` on a free port, forwarding to ``socket_path``; yields its base URL."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("embed_floor.py")), socket_path, str(port)])
+@contextmanager
+def _serving(argv: list[str], port: int, path: str = "/health", ok: int = 200) -> Iterator[str]:
+    """``argv`` running until the block exits, once ``path`` on ``port`` answers ``ok``; yields its base URL."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_http(f"http://127.0.0.1:{port}/", proc, ok=404)
+        wait_http(f"http://127.0.0.1:{port}{path}", proc, ok=ok)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@asynccontextmanager
+async def floor_server(socket_path: str) -> AsyncIterator[str]:
+    """``bench/embed_floor.py`` on a free port, forwarding to ``socket_path``; yields its base URL."""
+    port = free_port()
+    with _serving([sys.executable, str(Path(__file__).with_name("embed_floor.py")), socket_path, str(port)], port, "/", 404) as url:
+        yield url
 
 
 @asynccontextmanager
 async def tcp_twin(argv: list[str]) -> AsyncIterator[str]:
     """A second llama-server with the runner's command line, listening on TCP as users run it."""
     port = free_port()
-    argv = [*argv[: argv.index("--host")], "--host", "127.0.0.1", "--port", str(port), *argv[argv.index("--host") + 2 :]]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    at = argv.index("--host")
+    with _serving([*argv[:at], "--host", "127.0.0.1", "--port", str(port), *argv[at + 2 :]], port) as url:
+        yield url
 
 
 @asynccontextmanager
@@ -165,13 +167,8 @@ async def relay(socket_path: str) -> AsyncIterator[str]:
         yield ""
         return
     port = free_port()
-    proc = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay", f"UNIX-CONNECT:{socket_path}"])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with _serving(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay", f"UNIX-CONNECT:{socket_path}"], port) as url:
+        yield url
 
 
 HEADER = ["model", "texts per request", "requests × rounds", "direct emb/s", "llamasup emb/s", "ratio",
