@@ -249,16 +249,23 @@ async def test_a_second_push_uploads_nothing(tmp_path: Path) -> None:
     assert len(progress) == len(blobs) and all(c["completed"] == c["total"] for c in progress)
 
 
-async def test_a_cut_patch_continues_where_the_session_stands(tmp_path: Path) -> None:
-    """The second PATCH breaks after 30 kB (kept by the registry): the session is asked where it stands
-    and the rest is sent from there; no byte goes up twice."""
-    registry = FakeRegistry()
+async def _pushed_through_a_cut_patch(tmp_path: Path, registry: FakeRegistry) -> bytes:
+    """300 kB of weights pushed to ``registry`` in 64 KiB PATCHes, the second of which breaks after
+    30 kB; the push succeeds and the registry holds the blob whole. Returns the weights."""
     registry.cuts = [None, 30_000]
     service, store = _service(tmp_path, registry, upload_part=65536)
     weights = os.urandom(300_000)
     _install(store, f"{HOST}/team/m:1", weights)
     assert (await _push(service))[-1] == {"status": "success"}
     assert registry.blobs[_digest(weights)] == weights
+    return weights
+
+
+async def test_a_cut_patch_continues_where_the_session_stands(tmp_path: Path) -> None:
+    """The second PATCH breaks after 30 kB (kept by the registry): the session is asked where it stands
+    and the rest is sent from there; no byte goes up twice."""
+    registry = FakeRegistry()
+    weights = await _pushed_through_a_cut_patch(tmp_path, registry)
     assert ("STATUS", 1, 65536 + 30_000) in registry.calls
     assert registry.patched == len(weights)
     assert [c[2] for c in registry.calls if c[0] == "PATCH"] == [0, 65536, 95536, 131072, 196608, 262144]
@@ -268,12 +275,7 @@ async def test_a_session_the_registry_cancelled_starts_the_blob_again(tmp_path: 
     """As distribution does, the registry cancels a session whose size no longer matches its URL after a
     cut PATCH: a new session, and the blob from its first byte."""
     registry = FakeRegistry(strict=True)
-    registry.cuts = [None, 30_000]
-    service, store = _service(tmp_path, registry, upload_part=65536)
-    weights = os.urandom(300_000)
-    _install(store, f"{HOST}/team/m:1", weights)
-    assert (await _push(service))[-1] == {"status": "success"}
-    assert registry.blobs[_digest(weights)] == weights
+    await _pushed_through_a_cut_patch(tmp_path, registry)
     patches = [(c[1], c[2], c[3]) for c in registry.calls if c[0] == "PATCH"]
     assert patches[:2] == [(1, 0, 65536), (1, 65536, 65536)]
     assert patches[2] == (2, 0, 131072)  # the new session catches up to the part's end in one PATCH
@@ -298,13 +300,8 @@ async def test_a_session_found_cancelled_only_by_the_next_patch_starts_the_blob_
     next PATCH (distribution, when the cut request was still being written): one more failure, then a new
     session and the blob from its first byte."""
     registry = FakeRegistry(strict=True)
-    registry.cuts = [None, 30_000]
     registry.stale_status = True
-    service, store = _service(tmp_path, registry, upload_part=65536, retries=2)
-    weights = os.urandom(300_000)
-    _install(store, f"{HOST}/team/m:1", weights)
-    assert (await _push(service))[-1] == {"status": "success"}
-    assert registry.blobs[_digest(weights)] == weights
+    await _pushed_through_a_cut_patch(tmp_path, registry)
     assert ("STATUS", "stale") in registry.calls
     assert [(c[1], c[2]) for c in registry.calls if c[0] == "PATCH"][:4] == [(1, 0), (1, 65536), (2, 0), (2, 131072)]  # the refused one is not logged
 
